@@ -1,0 +1,165 @@
+// diagnose(): load, align, run the rules in specificity order, pick the
+// verdict; format_text/format_json render the same Diagnosis.
+#include "lockstep/doctor.h"
+
+#include <nlohmann/json.hpp>
+
+#include "doctor/analysis.h"
+#include "lockstep/assert.h"
+#include "lockstep/error.h"
+
+namespace lockstep {
+namespace {
+
+constexpr Verdict kAllVerdicts[] = {
+    Verdict::kHealthy, Verdict::kNoDumps, Verdict::kHang, Verdict::kMismatch, Verdict::kMissingParticipant,
+    Verdict::kWrongGroup, Verdict::kPlanMismatch, Verdict::kParity, Verdict::kDigest, Verdict::kStrandedCommit,
+    Verdict::kCrash, Verdict::kProtocol};
+
+Verdict verdict_from_kind(const std::string& kind) {
+  for (const Verdict v : kAllVerdicts) {
+    if (verdict_name(v) == kind) return v;
+  }
+  LOCKSTEP_ASSERT(false && "a rule produced a finding kind that is not a verdict");
+  return Verdict::kCrash;
+}
+
+// Most specific first: a rank's own statement of a broken rule, then what the
+// alignment proves (mismatch, stranding, stuck, missing), then who failed first.
+std::vector<Finding> ordered_findings(const doctor::Analysis& a) {
+  std::vector<Finding> stated = doctor::find_reason_codes(a);
+  std::vector<Finding> out;
+  auto take_stated = [&](Verdict v) {
+    for (Finding& f : stated) {
+      if (f.kind == verdict_name(v)) out.push_back(std::move(f));
+    }
+  };
+  auto take = [&](std::optional<Finding> f) {
+    if (f) out.push_back(std::move(*f));
+  };
+  take_stated(Verdict::kWrongGroup);
+  take_stated(Verdict::kParity);
+  take_stated(Verdict::kPlanMismatch);
+  take(doctor::find_mismatch(a));
+  take(doctor::find_stranded_commit(a));
+  take_stated(Verdict::kDigest);
+  take_stated(Verdict::kProtocol);
+  take(doctor::find_stuck(a));
+  take(doctor::find_missing_participant(a));
+  take(doctor::find_first_failure(a));
+  return out;
+}
+
+Finding no_dumps_finding(const doctor::DumpSet& set, const std::filesystem::path& dir) {
+  Finding f;
+  f.kind = std::string(verdict_name(Verdict::kNoDumps));
+  f.summary = "no readable dump in " + doctor::dumps_dir_for(dir).string();
+  f.ranks = set.ranks_missing;
+  return f;
+}
+
+Finding healthy_finding(const doctor::DumpSet& set) {
+  Finding f;
+  f.kind = std::string(verdict_name(Verdict::kHealthy));
+  f.summary = "no fault found in " + std::to_string(set.dumps.size()) + " dump(s)";
+  return f;
+}
+
+}  // namespace
+
+std::string_view verdict_name(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::kHealthy: return "healthy";
+    case Verdict::kNoDumps: return "no_dumps";
+    case Verdict::kHang: return "hang";
+    case Verdict::kMismatch: return "mismatch";
+    case Verdict::kMissingParticipant: return "missing_participant";
+    case Verdict::kWrongGroup: return "wrong_group";
+    case Verdict::kPlanMismatch: return "plan_mismatch";
+    case Verdict::kParity: return "parity";
+    case Verdict::kDigest: return "digest";
+    case Verdict::kStrandedCommit: return "stranded_commit";
+    case Verdict::kCrash: return "crash";
+    case Verdict::kProtocol: return "protocol";
+  }
+  return "unknown";
+}
+
+Diagnosis diagnose(const std::filesystem::path& dir, const DoctorOptions& options) {
+  if (options.world_size < 0) {
+    throw Error(ErrorCode::kInvalidArgument, "doctor: world_size " + std::to_string(options.world_size) + " < 0");
+  }
+  doctor::DumpSet set = doctor::load_dumps(dir, options.world_size);
+  Diagnosis d;
+  d.world_size = set.world_size;
+  d.ranks_missing = set.ranks_missing;
+  d.problems = set.problems;
+  for (const doctor::Dump& dump : set.dumps) d.ranks_present.push_back(dump.rank);
+  if (set.dumps.empty()) {
+    d.verdict = Verdict::kNoDumps;
+    d.primary = no_dumps_finding(set, dir);
+    return d;
+  }
+  const doctor::Analysis analysis(set);
+  std::vector<Finding> findings = ordered_findings(analysis);
+  if (findings.empty()) {
+    d.verdict = Verdict::kHealthy;
+    d.primary = healthy_finding(set);
+  } else {
+    d.verdict = verdict_from_kind(findings.front().kind);
+    d.primary = std::move(findings.front());
+    std::move(findings.begin() + 1, findings.end(), std::back_inserter(d.supporting));
+  }
+  for (Finding& f : doctor::find_supporting(analysis)) d.supporting.push_back(std::move(f));
+  return d;
+}
+
+namespace {
+
+std::string rank_list(const std::vector<int>& ranks) {
+  std::string out;
+  for (std::size_t i = 0; i < ranks.size(); ++i) out += (i == 0 ? "" : ",") + std::to_string(ranks[i]);
+  return out.empty() ? "none" : out;
+}
+
+void append_finding(std::string& out, const Finding& f, std::string_view indent) {
+  out += std::string(indent) + "[" + f.kind + "] " + f.summary + "\n";
+  for (const std::string& detail : f.details) out += std::string(indent) + "    " + detail + "\n";
+}
+
+nlohmann::json finding_json(const Finding& f) {
+  return {{"kind", f.kind}, {"summary", f.summary}, {"ranks", f.ranks}, {"others", f.others},
+          {"group", f.group}, {"op", f.op}, {"group_seq", f.group_seq}, {"details", f.details}};
+}
+
+}  // namespace
+
+std::string format_text(const Diagnosis& d) {
+  std::string out = "VERDICT: " + std::string(verdict_name(d.verdict)) + " \xE2\x80\x94 " + d.primary.summary + "\n";
+  for (const std::string& detail : d.primary.details) out += "    " + detail + "\n";
+  out += "dumps: " + std::to_string(d.ranks_present.size()) + " of world_size " + std::to_string(d.world_size) +
+         " (missing: " + rank_list(d.ranks_missing) + ")\n";
+  for (const DumpProblem& p : d.problems) out += "unusable dump: " + p.message + "\n";
+  if (!d.supporting.empty()) out += "supporting findings:\n";
+  for (const Finding& f : d.supporting) append_finding(out, f, "  ");
+  return out;
+}
+
+std::string format_json(const Diagnosis& d) {
+  nlohmann::json supporting = nlohmann::json::array();
+  for (const Finding& f : d.supporting) supporting.push_back(finding_json(f));
+  nlohmann::json problems = nlohmann::json::array();
+  for (const DumpProblem& p : d.problems) problems.push_back({{"file", p.file}, {"message", p.message}});
+  const nlohmann::json j = {{"verdict", verdict_name(d.verdict)},
+                            {"exit_status", static_cast<int>(d.verdict)},
+                            {"primary", finding_json(d.primary)},
+                            {"supporting", supporting},
+                            {"world_size", d.world_size},
+                            {"ranks_present", d.ranks_present},
+                            {"ranks_missing", d.ranks_missing},
+                            {"problems", problems}};
+  // Replace, not throw, on invalid UTF-8 from a dump: the report must print.
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace lockstep

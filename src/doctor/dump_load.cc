@@ -1,0 +1,217 @@
+// Loading a directory of dumps: find rank-<R>.json files, read and parse them
+// on a few threads (each into its own string table, so threads share nothing
+// but an atomic work index), then merge the string tables and check the set
+// (duplicate ranks, file name vs "rank" field, world_size agreement).
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <fstream>
+#include <optional>
+#include <thread>
+
+#include "doctor/dump.h"
+#include "lockstep/error.h"
+
+namespace lockstep::doctor {
+namespace {
+
+struct DumpFile {
+  std::filesystem::path path;
+  int rank_from_name = -1;
+};
+
+struct Loaded {
+  std::optional<Dump> dump;
+  StringTable strings;
+  std::string error;
+};
+
+std::optional<int> rank_from_file_name(const std::string& name) {
+  constexpr std::string_view kPrefix = "rank-";
+  constexpr std::string_view kSuffix = ".json";
+  if (name.size() <= kPrefix.size() + kSuffix.size() || !name.starts_with(kPrefix) || !name.ends_with(kSuffix)) {
+    return std::nullopt;
+  }
+  const char* first = name.data() + kPrefix.size();
+  const char* last = name.data() + name.size() - kSuffix.size();
+  int rank = -1;
+  const auto [end, ec] = std::from_chars(first, last, rank);
+  if (ec != std::errc() || end != last || rank < 0 || rank >= kWorldSizeMax) return std::nullopt;
+  return rank;
+}
+
+std::vector<DumpFile> list_dump_files(const std::filesystem::path& dumps_dir, std::vector<DumpProblem>& problems) {
+  std::vector<DumpFile> files;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dumps_dir, ec);
+  if (ec) {
+    problems.push_back({dumps_dir.string(), dumps_dir.string() + ": cannot list directory: " + ec.message()});
+    return files;
+  }
+  for (const auto& entry : it) {
+    const std::optional<int> rank = rank_from_file_name(entry.path().filename().string());
+    if (rank) files.push_back({entry.path(), *rank});
+  }
+  std::sort(files.begin(), files.end(), [](const DumpFile& a, const DumpFile& b) {
+    return a.rank_from_name < b.rank_from_name;
+  });
+  return files;
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorCode::kResource, path.string() + ": cannot open");
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) throw Error(ErrorCode::kResource, path.string() + ": cannot read size");
+  if (static_cast<std::size_t>(size) > kDumpBytesMax) {
+    throw Error(ErrorCode::kLimit, path.string() + ": " + std::to_string(size) + " bytes exceeds kDumpBytesMax");
+  }
+  if (size == 0) throw Error(ErrorCode::kDecode, path.string() + ": empty file");
+  std::string text(static_cast<std::size_t>(size), '\0');
+  in.seekg(0);
+  if (!in.read(text.data(), size)) throw Error(ErrorCode::kResource, path.string() + ": short read");
+  return text;
+}
+
+void load_one(const DumpFile& file, Loaded& out) {
+  try {
+    const std::string text = read_file(file.path);
+    out.dump = parse_dump(text, file.path.string(), out.strings);
+  } catch (const Error& e) {
+    out.error = e.what();
+  } catch (const std::exception& e) {  // bad_alloc or filesystem errors: still a problem, not a crash
+    out.error = file.path.string() + ": " + e.what();
+  }
+}
+
+void load_parallel(const std::vector<DumpFile>& files, std::vector<Loaded>& loaded) {
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t i = next.fetch_add(1); i < files.size(); i = next.fetch_add(1)) load_one(files[i], loaded[i]);
+  };
+  const unsigned threads = std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, kReadThreadsMax);
+  std::vector<std::jthread> pool;
+  for (unsigned t = 1; t < std::min<std::size_t>(threads, files.size()); ++t) pool.emplace_back(worker);
+  worker();
+}
+
+// Rewrites every id of `d` from its file's table into the set's table.
+void remap_strings(Dump& d, const StringTable& local, StringTable& global) {
+  std::vector<StrId> map(local.size());
+  for (StrId id = 0; id < local.size(); ++id) map[id] = global.intern(local.str(id));
+  for (Event& e : d.events) {
+    e.thread = map[e.thread];
+    e.group = map[e.group];
+    e.op = map[e.op];
+    e.dtype = map[e.dtype];
+    e.phase = map[e.phase];
+    e.detail = map[e.detail];
+  }
+  for (Armed& a : d.armed) {
+    a.thread = map[a.thread];
+    a.what = map[a.what];
+    a.group = map[a.group];
+  }
+  for (Ledger& l : d.ledgers) l.group = map[l.group];
+}
+
+void settle_world_size(DumpSet& set, int world_size_override) {
+  int from_dumps = 0;
+  for (const Dump& d : set.dumps) {
+    if (from_dumps != 0 && d.world_size != from_dumps) {
+      set.problems.push_back({d.file, d.file + ": world_size: " + std::to_string(d.world_size) + " differs from " +
+                                          std::to_string(from_dumps) + " in other dumps; using the largest"});
+    }
+    from_dumps = std::max(from_dumps, d.world_size);
+  }
+  set.world_size = world_size_override > 0 ? world_size_override : from_dumps;
+  std::size_t next = 0;
+  for (int rank = 0; rank < set.world_size; ++rank) {
+    while (next < set.dumps.size() && set.dumps[next].rank < rank) ++next;
+    if (next == set.dumps.size() || set.dumps[next].rank != rank) set.ranks_missing.push_back(rank);
+  }
+}
+
+}  // namespace
+
+std::filesystem::path dumps_dir_for(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(dir / "dumps", ec)) return dir / "dumps";
+  return dir;
+}
+
+DumpSet load_dumps(const std::filesystem::path& dir, int world_size_override) {
+  DumpSet set;
+  const std::vector<DumpFile> files = list_dump_files(dumps_dir_for(dir), set.problems);
+  std::vector<Loaded> loaded(files.size());
+  load_parallel(files, loaded);
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    Loaded& l = loaded[i];
+    if (!l.dump) {
+      set.problems.push_back({files[i].path.string(), l.error});
+      continue;
+    }
+    if (l.dump->rank != files[i].rank_from_name) {
+      set.problems.push_back({l.dump->file, l.dump->file + ": rank: " + std::to_string(l.dump->rank) +
+                                                " does not match the file name; dump ignored"});
+      continue;
+    }
+    if (!set.dumps.empty() && set.dumps.back().rank == l.dump->rank) {
+      set.problems.push_back({l.dump->file, l.dump->file + ": rank: a second dump for rank " + std::to_string(l.dump->rank) +
+                                                " (" + set.dumps.back().file + " is used)"});
+      continue;
+    }
+    remap_strings(*l.dump, l.strings, set.strings);
+    set.dumps.push_back(std::move(*l.dump));
+  }
+  settle_world_size(set, world_size_override);
+  return set;
+}
+
+StringTable::StringTable() { intern(""); }
+
+StrId StringTable::intern(std::string_view s) {
+  if (s.empty() && !strings_.empty()) return 0;  // most details are empty; skip the hash
+  if (const auto it = ids_.find(s); it != ids_.end()) return it->second;
+  const auto id = static_cast<StrId>(strings_.size());
+  strings_.emplace_back(s);
+  ids_.emplace(strings_.back(), id);
+  return id;
+}
+
+std::string_view event_kind_name(EventKind kind) {
+  switch (kind) {
+    case EventKind::kCollective: return "collective";
+    case EventKind::kP2p: return "p2p";
+    case EventKind::kCommit: return "commit";
+    case EventKind::kWait: return "wait";
+    case EventKind::kStage: return "stage";
+    case EventKind::kNote: return "note";
+  }
+  return "unknown";
+}
+
+std::string_view event_state_name(EventState state) {
+  switch (state) {
+    case EventState::kEnqueued: return "enqueued";
+    case EventState::kStarted: return "started";
+    case EventState::kCompleted: return "completed";
+    case EventState::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+std::string_view reason_kind_name(ReasonKind kind) {
+  switch (kind) {
+    case ReasonKind::kNone: return "none";
+    case ReasonKind::kFatal: return "fatal";
+    case ReasonKind::kTimeout: return "timeout";
+    case ReasonKind::kSignal: return "signal";
+    case ReasonKind::kRequest: return "request";
+    case ReasonKind::kExit: return "exit";
+  }
+  return "unknown";
+}
+
+}  // namespace lockstep::doctor
