@@ -1,0 +1,134 @@
+// The crash-only launcher: spawns the N ranks of one job on this host and
+// supervises them so that no rank outlives the job and no failure goes
+// unnoticed. Used by `lockstep launch` and `lockstep run` (SPEC §6, break-it C3).
+//
+// Guarantees, on every path:
+// - When a rank exits non-zero or by a signal, every other rank's process group
+//   gets SIGTERM, then SIGKILL after grace_ms.
+// - When the launcher receives SIGTERM, SIGINT or SIGHUP, it does the same and
+//   returns (a second such signal skips the grace and SIGKILLs at once).
+// - When the launcher itself is SIGKILLed, each rank gets SIGKILL through
+//   PR_SET_PDEATHSIG, and a sentinel process (forked before any rank, reading a
+//   pipe whose only writer is the launcher) SIGKILLs every rank's process group
+//   on the pipe's EOF, which also reaches the ranks' own children.
+// - A rank's process group is SIGKILLed before the rank is reaped, so a child a
+//   rank left behind never survives it (the zombie pins the group id).
+// Out of reach: descendants that leave their rank's process group (setsid).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lockstep {
+
+// More ranks than this on one host are refused (each rank holds 3 fds here).
+inline constexpr int kLaunchNprocMax = 256;
+// Default SIGTERM → SIGKILL grace.
+inline constexpr std::int64_t kLaunchGraceMsDefault = 5000;
+// A rank's output line longer than this is forwarded in pieces of this size.
+inline constexpr std::size_t kLaunchLineBytesMax = 4000;
+// At most this many dump files are listed after a failure.
+inline constexpr std::size_t kLaunchDumpFilesMax = 1024;
+
+struct LaunchResult;
+
+struct LaunchOptions {
+  int nproc = 1;  // 1..kLaunchNprocMax
+  // Created (with parents) if absent. Empty: a fresh mkdtemp directory
+  // "lockstep-job-XXXXXX" under $TMPDIR (or /tmp).
+  std::string job_dir;
+  // Program and its arguments; a program without '/' is looked up in $PATH.
+  std::vector<std::string> argv;
+  // Added to (or replacing in) the launcher's environment for every rank,
+  // after the standard variables, so a caller can override them deliberately.
+  std::vector<std::pair<std::string, std::string>> env;
+  std::int64_t grace_ms = kLaunchGraceMsDefault;  // >= 0
+  // Hard bound on the whole job; 0 means none. On expiry the ranks are
+  // stopped as after a failure and the result carries exit_code_for(kTimeout).
+  std::int64_t timeout_ms = 0;
+  std::string job_id;     // empty: "job-" + 16 random hex digits
+  std::string job_token;  // empty: 32 random hex digits (getrandom)
+  std::string store;      // empty: "file:<job_dir>/store" (directory created)
+  // Prefix each rank's output lines with "[rank R] " onto the launcher's
+  // stdout/stderr. Every line also goes to <job_dir>/logs/rank-R.log either way.
+  bool forward_output = true;
+  // Called once, on the launcher's thread, after a failed job has been fully
+  // stopped and its dumps listed (result.exit_code != 0). Exceptions propagate
+  // out of launch().
+  std::function<void(const LaunchResult&)> on_failure;
+};
+
+// How one rank ended.
+struct RankStatus {
+  enum class End : std::uint8_t { kExited, kSignaled };
+  int rank = -1;
+  pid_t pid = -1;
+  End end = End::kExited;
+  int code = 0;  // exit code for kExited, signal number for kSignaled
+  // True when the launcher had already sent this rank a stop signal.
+  bool stopped_by_launcher = false;
+  std::int64_t ended_after_ms = 0;  // since launch() started the first rank
+};
+
+// Why the job ended.
+enum class LaunchEnd : std::uint8_t {
+  kSuccess,          // every rank exited 0
+  kRankFailed,       // a rank exited non-zero or by a signal
+  kTimeout,          // LaunchOptions::timeout_ms expired
+  kLauncherSignaled  // SIGTERM/SIGINT/SIGHUP reached the launcher
+};
+
+struct LaunchResult {
+  std::string job_dir;
+  std::string job_id;
+  LaunchEnd end = LaunchEnd::kSuccess;
+  std::vector<RankStatus> ranks;  // indexed by rank
+  int first_failed_rank = -1;     // set when end == kRankFailed
+  // The first SIGTERM/SIGINT/SIGHUP the launcher received, whatever the end.
+  int launcher_signal = 0;
+  int stopped_ranks = 0;          // ranks still running when the stop began
+  std::int64_t wall_ms = 0;
+  // 0 on success; the first failed rank's exit code, or 128+signal when it
+  // died by a signal; exit_code_for(kTimeout) on timeout; 128+signal when the
+  // launcher was signalled.
+  int exit_code = 0;
+  std::string summary;                  // one line, no newline
+  std::vector<std::string> dump_files;  // <job_dir>/dumps/*, sorted, on failure
+  // Rank output lines that the console did not accept within a short bounded
+  // wait (a stalled reader; supervision never blocks on the console), or that
+  // could not be written to the log file.
+  std::int64_t console_lines_dropped = 0;
+  std::int64_t log_lines_dropped = 0;
+};
+
+// Runs the job to its end and returns how it ended; blocks until every rank
+// has been reaped (bounded by timeout_ms + grace_ms when timeout_ms > 0, else
+// by the ranks themselves). Writes <job_dir>/launch.json and, on failure,
+// prints the summary and the dump files on stderr.
+//
+// Threads: call from the main thread before other threads start, or with
+// SIGCHLD, SIGTERM, SIGINT, SIGHUP and SIGPIPE blocked in every other thread:
+// the launcher blocks them on its own thread and reads them through a
+// signalfd, and sets SIGCHLD to SIG_DFL (restoring mask and disposition on
+// return). No other code of the process may reap children with waitpid(-1)
+// meanwhile. The calling thread is the ranks' parent for PR_SET_PDEATHSIG and
+// must not exit while launch() runs.
+//
+// Throws Error{kInvalidArgument} for bad options (naming the field) or a
+// program that is not an executable file, before anything is created;
+// Error{kResource} when a directory, pipe, file or process cannot be created;
+// Error{kInternal} when a rank was reaped outside the launcher. Ranks already
+// started are SIGKILLed and reaped before any exception leaves launch().
+LaunchResult launch(const LaunchOptions& options);
+
+// "timeout" for 20, "peer_failure" for 21, "encode/decode/checksum/schema/limit"
+// for 10, "hard_deadline" for kExitHardDeadline, "uncaught_exception" for 1;
+// empty for a code lockstep does not document. Pure; thread-safe.
+std::string exit_code_meaning(int exit_code);
+
+}  // namespace lockstep

@@ -1,0 +1,34 @@
+#include "lockstep/launcher.h"
+
+#include <cstdio>
+
+#include "launch/job.h"
+#include "launch/report.h"
+#include "launch/supervisor.h"
+
+namespace lockstep {
+
+LaunchResult launch(const LaunchOptions& options) {
+  launch_detail::JobSetup job = launch_detail::prepare_job(options);
+  LaunchResult result;
+  {
+    // Scoped so the sentinel is disarmed and the signal mask restored before
+    // the caller's on_failure runs.
+    launch_detail::Supervisor supervisor(options, std::move(job));
+    supervisor.start_ranks();
+    result = supervisor.supervise();
+  }
+  result.summary = launch_detail::summarize(result);
+  if (result.exit_code != 0) {
+    result.dump_files = launch_detail::list_dump_files(result.job_dir);
+    std::fprintf(stderr, "%s\n", result.summary.c_str());
+    for (const std::string& dump : result.dump_files) {
+      std::fprintf(stderr, "lockstep launch: dump %s\n", dump.c_str());
+    }
+  }
+  launch_detail::write_launch_json(result);
+  if (result.exit_code != 0 && options.on_failure) options.on_failure(result);
+  return result;
+}
+
+}  // namespace lockstep

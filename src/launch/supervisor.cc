@@ -1,0 +1,256 @@
+#include "launch/supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "launch/report.h"
+#include "lockstep/assert.h"
+#include "lockstep/clock.h"
+#include "lockstep/error.h"
+
+namespace lockstep::launch_detail {
+namespace {
+
+// The loop wakes at least this often, so a SIGCHLD taken by another thread
+// of the host process delays a reap by one tick at most, never forever.
+constexpr int kTickMs = 100;
+// After the last rank is reaped, its pipes are drained for at most this long:
+// a descendant that left the rank's process group may hold them open.
+constexpr std::int64_t kDrainMs = 1000;
+constexpr std::int64_t kNsPerMs = 1'000'000;
+
+Fd open_devnull() {
+  Fd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!devnull.valid()) {
+    throw Error(ErrorCode::kResource, std::string("launch: /dev/null: ") + std::strerror(errno));
+  }
+  return devnull;
+}
+
+Fd open_log(const std::string& path) {
+  Fd log(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644));
+  if (!log.valid()) {
+    throw Error(ErrorCode::kResource, "launch: log " + path + ": " + std::strerror(errno));
+  }
+  return log;
+}
+
+}  // namespace
+
+Supervisor::Supervisor(const LaunchOptions& options, JobSetup job)
+    : options_(options),
+      job_(std::move(job)),
+      launcher_pid_(::getpid()),
+      devnull_(open_devnull()),
+      sentinel_(devnull_.get()) {
+  result_.job_dir = job_.job_dir;
+  result_.job_id = job_.job_id;
+  slots_.resize(static_cast<std::size_t>(options_.nproc));
+  result_.ranks.resize(slots_.size());
+  for (std::size_t rank = 0; rank < slots_.size(); ++rank) {
+    result_.ranks[rank].rank = static_cast<int>(rank);
+  }
+}
+
+Supervisor::~Supervisor() {
+  for (RankSlot& slot : slots_) {
+    if (!slot.running) continue;
+    ::kill(-slot.pid, SIGKILL);
+    while (::waitpid(slot.pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+std::int64_t Supervisor::now_ns() const { return steady_clock().now_ns(); }
+
+std::int64_t Supervisor::elapsed_ms() const { return (now_ns() - start_ns_) / kNsPerMs; }
+
+void Supervisor::start_ranks() {
+  start_ns_ = now_ns();
+  for (int rank = 0; rank < options_.nproc; ++rank) {
+    RankSlot& slot = slots_[static_cast<std::size_t>(rank)];
+    slot.log = open_log(job_.job_dir + "/logs/rank-" + std::to_string(rank) + ".log");
+    SpawnedRank spawned = spawn_rank(rank_command(options_, job_, rank, launcher_pid_), rank,
+                                     launcher_pid_, devnull_.get(), sentinel_);
+    slot.pid = spawned.pid;
+    slot.running = true;
+    result_.ranks[static_cast<std::size_t>(rank)].pid = spawned.pid;
+    slot.streams.reserve(2);
+    const bool forward = options_.forward_output;
+    slot.streams.emplace_back(rank, std::move(spawned.stdout_read),
+                              LineSinks{forward ? STDOUT_FILENO : -1, slot.log.get(), &stats_});
+    slot.streams.emplace_back(rank, std::move(spawned.stderr_read),
+                              LineSinks{forward ? STDERR_FILENO : -1, slot.log.get(), &stats_});
+  }
+}
+
+LaunchResult Supervisor::supervise() {
+  while (running_count() > 0 || (any_stream_open() && now_ns() < drain_until_ns_.value_or(0))) {
+    poll_streams();
+    handle_signals();
+    reap_exited();
+    enforce_deadlines();
+  }
+  for (RankSlot& slot : slots_) {
+    for (LinePump& stream : slot.streams) stream.close();
+  }
+  finish_result();
+  return result_;
+}
+
+int Supervisor::poll_timeout_ms() const {
+  std::int64_t timeout_ns = kTickMs * kNsPerMs;
+  const std::int64_t now = now_ns();
+  if (stopping_ && !kill_sent_) timeout_ns = std::min(timeout_ns, kill_at_ns_ - now);
+  if (!stopping_ && options_.timeout_ms > 0) {
+    timeout_ns = std::min(timeout_ns, start_ns_ + options_.timeout_ms * kNsPerMs - now);
+  }
+  if (drain_until_ns_) timeout_ns = std::min(timeout_ns, *drain_until_ns_ - now);
+  // Round up: waking a little late is harmless, spinning on a 0 ms poll is not.
+  return static_cast<int>(std::max<std::int64_t>(0, (timeout_ns + kNsPerMs - 1) / kNsPerMs));
+}
+
+void Supervisor::poll_streams() {
+  std::vector<pollfd> fds;
+  std::vector<LinePump*> pumps;
+  fds.push_back(pollfd{signals_.fd(), POLLIN, 0});
+  for (RankSlot& slot : slots_) {
+    for (LinePump& stream : slot.streams) {
+      if (stream.fd() < 0) continue;
+      fds.push_back(pollfd{stream.fd(), POLLIN, 0});
+      pumps.push_back(&stream);
+    }
+  }
+  const int ready = ::poll(fds.data(), fds.size(), poll_timeout_ms());
+  LOCKSTEP_ASSERT(ready >= 0 || errno == EINTR);
+  for (std::size_t i = 0; i < pumps.size() && ready > 0; ++i) {
+    if (fds[i + 1].revents != 0) pumps[i]->pump();
+  }
+}
+
+void Supervisor::handle_signals() {
+  for (int signal_number = signals_.next(); signal_number != 0; signal_number = signals_.next()) {
+    if (!is_stop_signal(signal_number)) continue;  // SIGCHLD: reap_exited() looks anyway
+    if (result_.launcher_signal == 0) result_.launcher_signal = signal_number;
+    if (!stopping_) {
+      begin_stop(LaunchEnd::kLauncherSignaled);
+    } else {
+      kill_at_ns_ = now_ns();  // asked twice: skip the rest of the grace
+    }
+  }
+}
+
+void Supervisor::reap_exited() {
+  for (std::size_t rank = 0; rank < slots_.size(); ++rank) {
+    RankSlot& slot = slots_[rank];
+    if (!slot.running) continue;
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(slot.pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+      // Only ECHILD is possible: other code of this process reaped the rank
+      // (waitpid(-1)), so its status is lost and waiting would never end.
+      slot.running = false;
+      throw Error(ErrorCode::kInternal, "launch: rank " + std::to_string(rank) + " (pid " +
+                                            std::to_string(slot.pid) +
+                                            ") was reaped outside the launcher: " +
+                                            std::strerror(errno));
+    }
+    if (info.si_pid == 0) continue;
+    // The unreaped zombie pins the group id, so this cannot hit a stranger:
+    // whatever the rank left behind in its group dies with it.
+    ::kill(-slot.pid, SIGKILL);
+    int wait_status = 0;
+    pid_t reaped = -1;
+    do {
+      reaped = ::waitpid(slot.pid, &wait_status, 0);
+    } while (reaped < 0 && errno == EINTR);
+    LOCKSTEP_ASSERT(reaped == slot.pid);
+    record_exit(static_cast<int>(rank), wait_status);
+  }
+}
+
+void Supervisor::record_exit(int rank, int wait_status) {
+  RankSlot& slot = slots_[static_cast<std::size_t>(rank)];
+  slot.running = false;
+  RankStatus& status = result_.ranks[static_cast<std::size_t>(rank)];
+  if (WIFSIGNALED(wait_status)) {
+    status.end = RankStatus::End::kSignaled;
+    status.code = WTERMSIG(wait_status);
+  } else {
+    status.end = RankStatus::End::kExited;
+    status.code = WEXITSTATUS(wait_status);
+  }
+  status.ended_after_ms = elapsed_ms();
+  const bool failed = status.end == RankStatus::End::kSignaled || status.code != 0;
+  if (failed && !stopping_) {
+    result_.first_failed_rank = rank;
+    begin_stop(LaunchEnd::kRankFailed);
+  }
+}
+
+void Supervisor::begin_stop(LaunchEnd why) {
+  LOCKSTEP_ASSERT(!stopping_ && why != LaunchEnd::kSuccess);
+  stopping_ = true;
+  result_.end = why;
+  for (std::size_t rank = 0; rank < slots_.size(); ++rank) {
+    if (!slots_[rank].running) continue;
+    ::kill(-slots_[rank].pid, SIGTERM);
+    result_.ranks[rank].stopped_by_launcher = true;
+    ++result_.stopped_ranks;
+  }
+  kill_at_ns_ = now_ns() + options_.grace_ms * kNsPerMs;
+}
+
+void Supervisor::enforce_deadlines() {
+  const std::int64_t now = now_ns();
+  if (!stopping_ && options_.timeout_ms > 0 && now >= start_ns_ + options_.timeout_ms * kNsPerMs) {
+    begin_stop(LaunchEnd::kTimeout);
+  }
+  if (stopping_ && !kill_sent_ && now >= kill_at_ns_) {
+    kill_sent_ = true;
+    for (const RankSlot& slot : slots_) {
+      if (slot.running) ::kill(-slot.pid, SIGKILL);
+    }
+  }
+  if (running_count() == 0 && !drain_until_ns_) drain_until_ns_ = now + kDrainMs * kNsPerMs;
+}
+
+int Supervisor::running_count() const {
+  return static_cast<int>(std::count_if(slots_.begin(), slots_.end(),
+                                        [](const RankSlot& slot) { return slot.running; }));
+}
+
+bool Supervisor::any_stream_open() const {
+  for (const RankSlot& slot : slots_) {
+    for (const LinePump& stream : slot.streams) {
+      if (stream.fd() >= 0) return true;
+    }
+  }
+  return false;
+}
+
+void Supervisor::finish_result() {
+  result_.wall_ms = elapsed_ms();
+  result_.console_lines_dropped = stats_.console_lines_dropped;
+  result_.log_lines_dropped = stats_.log_lines_dropped;
+  switch (result_.end) {
+    case LaunchEnd::kSuccess: result_.exit_code = 0; break;
+    case LaunchEnd::kRankFailed:
+      result_.exit_code =
+          exit_code_of(result_.ranks[static_cast<std::size_t>(result_.first_failed_rank)]);
+      break;
+    case LaunchEnd::kTimeout: result_.exit_code = exit_code_for(ErrorCode::kTimeout); break;
+    case LaunchEnd::kLauncherSignaled:
+      result_.exit_code = kExitSignalBase + result_.launcher_signal;
+      break;
+  }
+}
+
+}  // namespace lockstep::launch_detail

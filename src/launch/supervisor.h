@@ -1,0 +1,76 @@
+// The supervision loop behind launch(): starts the ranks, then polls their
+// output, the launcher's signals and the ranks' exits on one thread until
+// every rank is reaped. Private to src/launch.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "launch/fd.h"
+#include "launch/job.h"
+#include "launch/line_pump.h"
+#include "launch/signals.h"
+#include "launch/spawn.h"
+#include "lockstep/launcher.h"
+
+namespace lockstep::launch_detail {
+
+class Supervisor {
+ public:
+  // Blocks the launcher's signals and forks the sentinel.
+  // Throws Error{kResource}.
+  Supervisor(const LaunchOptions& options, JobSetup job);
+  // SIGKILLs and reaps any rank still running (the exception path), then
+  // disarms the sentinel and restores the signal mask.
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Starts every rank. Throws Error{kResource} naming the rank.
+  void start_ranks();
+
+  // Runs until every rank is reaped and its output drained; fills every
+  // field of the result except summary and dump_files.
+  LaunchResult supervise();
+
+ private:
+  struct RankSlot {
+    pid_t pid = -1;
+    bool running = false;
+    Fd log;
+    std::vector<LinePump> streams;  // stdout, stderr
+  };
+
+  std::int64_t now_ns() const;
+  std::int64_t elapsed_ms() const;
+  int poll_timeout_ms() const;
+  void poll_streams();
+  void handle_signals();
+  void reap_exited();
+  void record_exit(int rank, int wait_status);
+  void enforce_deadlines();
+  void begin_stop(LaunchEnd why);
+  int running_count() const;
+  bool any_stream_open() const;
+  void finish_result();
+
+  const LaunchOptions& options_;
+  JobSetup job_;
+  pid_t launcher_pid_;
+  SignalScope signals_;
+  Fd devnull_;
+  Sentinel sentinel_;
+  std::vector<RankSlot> slots_;
+  LaunchResult result_;
+  LineStats stats_;
+  std::int64_t start_ns_ = 0;
+  bool stopping_ = false;
+  bool kill_sent_ = false;
+  std::int64_t kill_at_ns_ = 0;   // SIGKILL the rest at this time once stopping
+  std::optional<std::int64_t> drain_until_ns_;  // set once no rank runs
+};
+
+}  // namespace lockstep::launch_detail
