@@ -1,0 +1,59 @@
+// Digests (XXH3-64) shared by every layer: frame checksums, meta digests,
+// weight-shard fingerprints, input/output/KV-state digests, the job-token
+// digest in every frame header. A digest is a plain std::uint64_t; its text
+// form is 16 lowercase hex digits. All functions are pure, thread-safe and
+// non-blocking.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace lockstep {
+
+// XXH3-64 of `bytes` (seed 0). Equal bytes ⇒ equal digest on every rank and build.
+std::uint64_t digest_bytes(std::span<const std::uint8_t> bytes) noexcept;
+std::uint64_t digest_bytes(const void* data, std::size_t size_bytes) noexcept;
+std::uint64_t digest_string(std::string_view text) noexcept;
+
+// Order-sensitive fold: digest_combine(digest_combine(s, a), b) differs from
+// the (b, a) order. Use it to chain per-item digests (shards, chunks).
+std::uint64_t digest_combine(std::uint64_t running, std::uint64_t next) noexcept;
+
+// "00000000deadbeef": exactly 16 lowercase hex digits.
+std::string digest_hex(std::uint64_t digest);
+// Parses digest_hex output (16 hex digits, either case); nullopt otherwise.
+std::optional<std::uint64_t> digest_from_hex(std::string_view text) noexcept;
+
+// Digest of the job token carried in every frame header, so a frame from
+// another job (or a stray process) is rejected with Error{kJobToken} without
+// putting the token itself on the wire. Domain-separated from digest_string.
+std::uint64_t job_token_digest(std::string_view job_token) noexcept;
+
+// Streaming XXH3-64 over several pieces (e.g. a weight shard row by row);
+// equal to digest_bytes of the concatenation. Single-thread use per object;
+// movable, not copyable.
+class DigestStream {
+ public:
+  DigestStream();
+  ~DigestStream();
+  DigestStream(DigestStream&&) noexcept;
+  DigestStream& operator=(DigestStream&&) noexcept;
+  DigestStream(const DigestStream&) = delete;
+  DigestStream& operator=(const DigestStream&) = delete;
+
+  void update(std::span<const std::uint8_t> bytes) noexcept;
+  // Appends `value` as 8 little-endian bytes (host-order independent).
+  void update_u64(std::uint64_t value) noexcept;
+  // Digest of everything so far; the stream may keep being updated.
+  std::uint64_t digest() const noexcept;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace lockstep

@@ -1,0 +1,55 @@
+#include "lockstep/digest.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace lockstep {
+namespace {
+
+TEST(Digest, MatchesXxh3ReferenceValueOfEmptyInput) {
+  // XXH3-64 of zero bytes, seed 0, from the xxHash reference: pins the algorithm.
+  EXPECT_EQ(digest_bytes(nullptr, 0), 0x2D06800538D394C2ull);
+  EXPECT_EQ(digest_string(""), 0x2D06800538D394C2ull);
+}
+
+TEST(Digest, HexIsSixteenLowercaseDigitsAndRoundTrips) {
+  EXPECT_EQ(digest_hex(0xDEADBEEFull), "00000000deadbeef");
+  EXPECT_EQ(digest_hex(~0ull), "ffffffffffffffff");
+  EXPECT_EQ(digest_from_hex("00000000DEADBEEF"), 0xDEADBEEFull);
+  const std::uint64_t d = digest_string("lockstep");
+  EXPECT_EQ(digest_from_hex(digest_hex(d)), d);
+  EXPECT_FALSE(digest_from_hex("deadbeef"));
+  EXPECT_FALSE(digest_from_hex("00000000deadbeeg"));
+  EXPECT_FALSE(digest_from_hex("00000000deadbeef0"));
+}
+
+TEST(Digest, CombineIsOrderSensitive) {
+  const std::uint64_t a = digest_string("a");
+  const std::uint64_t b = digest_string("b");
+  EXPECT_NE(digest_combine(digest_combine(0, a), b), digest_combine(digest_combine(0, b), a));
+  EXPECT_EQ(digest_combine(a, b), digest_combine(a, b));
+}
+
+TEST(Digest, StreamEqualsOneShotOfConcatenation) {
+  std::vector<std::uint8_t> bytes(1000);
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::uint8_t>(i * 7);
+  DigestStream stream;
+  stream.update(std::span(bytes).first(333));
+  stream.update(std::span(bytes).subspan(333));
+  EXPECT_EQ(stream.digest(), digest_bytes(bytes));
+
+  DigestStream le;
+  le.update_u64(0x0807060504030201ull);
+  const std::vector<std::uint8_t> expected{1, 2, 3, 4, 5, 6, 7, 8};
+  EXPECT_EQ(le.digest(), digest_bytes(expected));
+}
+
+TEST(Digest, JobTokenDigestIsDomainSeparated) {
+  EXPECT_NE(job_token_digest("tok"), digest_string("tok"));
+  EXPECT_NE(job_token_digest("tok"), job_token_digest("tok2"));
+  EXPECT_EQ(job_token_digest("tok"), job_token_digest("tok"));
+}
+
+}  // namespace
+}  // namespace lockstep
