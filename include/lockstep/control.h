@@ -1,5 +1,6 @@
 // Control frames (MessageKind::kControl): the version handshake (SPEC §4A
-// "Versioning", A4) and the leader's ERROR broadcast to the mesh (B6).
+// "Versioning", A4), the leader's ERROR broadcast to the mesh (B6), and the
+// leader's request for an envelope's payload (PAYLOAD_READY).
 //
 // HELLO is always encoded and decoded as kHandshakeProtocolVersion, so ranks
 // of different builds can read each other's supported ranges before any
@@ -8,7 +9,8 @@
 // Body: u8 ControlKind, u16 versions.min, u16 versions.max, u32 reason
 // bytes, reason. Schema (kSchema naming the field): HELLO requires 1 <= min
 // <= max and forbids a reason; ERROR requires a reason (UTF-8, non-empty,
-// <= kStringBytesMax, kEncode otherwise) and zero versions.
+// <= kStringBytesMax, kEncode otherwise) and zero versions; PAYLOAD_READY
+// forbids both and requires a non-zero call_id.
 #pragma once
 
 #include <cstdint>
@@ -23,8 +25,13 @@
 namespace lockstep {
 
 enum class ControlKind : std::uint8_t {
-  kHello = 1,  // header action NOOP
-  kError = 2,  // header action ERROR
+  kHello = 1,         // header action NOOP
+  kError = 2,         // header action ERROR
+  // The leader has validated envelope `ids` and waits in recv for its
+  // payload (header action INFER). Payloads are pulled, never pushed:
+  // Gloo's p2p send is a rendezvous, so a Stage 0 pushing an envelope
+  // payload while the leader pushes a result payload would block both.
+  kPayloadReady = 3,
 };
 
 struct Control {

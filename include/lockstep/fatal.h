@@ -99,6 +99,10 @@ class FatalHandler {
   // fail() for a lockstep::Error caught by the runtime (kind fatal, or
   // timeout for kTimeout).
   [[noreturn]] void fail(const Error& error) noexcept;
+  // fail() for the exception being handled (call it inside a catch block, so
+  // everything the abort action uses is still alive): a lockstep::Error keeps
+  // its code, anything else is kInternal.
+  [[noreturn]] void fail_current_exception() noexcept;
   // fail() for a watchdog firing: wire it as the Watchdog's on_fire.
   [[noreturn]] void fail(const WatchdogFiring& firing) noexcept;
 

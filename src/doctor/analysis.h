@@ -71,4 +71,11 @@ std::optional<Finding> find_missing_participant(const Analysis& a);
 std::optional<Finding> find_first_failure(const Analysis& a);
 std::vector<Finding> find_supporting(const Analysis& a);  // stale drops, missing dumps
 
+// True when the dump was written because the rank stopped (fatal error,
+// timeout or signal), not as a snapshot or at a clean exit.
+inline bool stopped(const Dump& d) {
+  return d.reason.kind == ReasonKind::kFatal || d.reason.kind == ReasonKind::kTimeout ||
+         d.reason.kind == ReasonKind::kSignal;
+}
+
 }  // namespace lockstep::doctor

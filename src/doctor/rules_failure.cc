@@ -7,17 +7,16 @@
 namespace lockstep::doctor {
 namespace {
 
-bool stopped(const Dump& d) {
-  return d.reason.kind == ReasonKind::kFatal || d.reason.kind == ReasonKind::kTimeout ||
-         d.reason.kind == ReasonKind::kSignal;
-}
 
 bool same_call(const Event& commit, std::int64_t call_id) { return commit.call_id < 0 || call_id == commit.call_id; }
 
 // The payload behind a commitment point is a completed call of the same
-// call_id after it; a failed event after it proves the sender gave up.
+// call_id after it; a failed event after it proves the sender gave up. A
+// sender that began the payload (a call after the commit) and then failed did
+// not strand anyone: the transfer itself broke, which the hang rules judge.
 struct AfterCommit {
   bool payload_sent = false;
+  bool payload_begun = false;
   bool failed = false;
 };
 
@@ -28,6 +27,7 @@ AfterCommit after_commit(const Dump& d, std::size_t commit_index) {
     const Event& e = d.events[i];
     const bool call = e.kind == EventKind::kCollective || e.kind == EventKind::kP2p;
     out.payload_sent |= call && e.state == EventState::kCompleted && same_call(c, e.call_id);
+    out.payload_begun |= call && same_call(c, e.call_id);
     out.failed |= e.state == EventState::kFailed;
   }
   return out;
@@ -57,7 +57,7 @@ std::optional<Finding> stranded_from(const Analysis& a, const Dump& d) {
   if (it == d.events.rend()) return std::nullopt;
   const Event& c = *it;
   const AfterCommit after = after_commit(d, static_cast<std::size_t>(d.events.rend() - it) - 1);
-  if (after.payload_sent || !(after.failed || stopped(d))) return std::nullopt;
+  if (after.payload_sent || after.payload_begun || !(after.failed || stopped(d))) return std::nullopt;
   Finding f;
   f.kind = std::string(verdict_name(Verdict::kStrandedCommit));
   f.ranks = {d.rank};
@@ -92,7 +92,9 @@ std::optional<Finding> find_first_failure(const Analysis& a) {
   std::vector<int> poisoned;
   for (const Dump& d : a.set.dumps) {
     if (!stopped(d)) continue;
-    const bool on_peer = d.reason.code == "peer_failure" || d.reason.code == "aborted";
+    // Stopped from outside: a peer's poison, or the launcher's SIGTERM after
+    // another rank ended.
+    const bool on_peer = d.reason.code == "peer_failure" || d.reason.code == "aborted" || d.reason.code == "sigterm";
     if (on_peer) poisoned.push_back(d.rank);
     else failed.push_back(&d);
   }
@@ -115,7 +117,7 @@ std::optional<Finding> find_first_failure(const Analysis& a) {
   } else if (!a.set.ranks_missing.empty()) {
     f.ranks = a.set.ranks_missing;
     f.summary = describe_ranks(f.ranks) + " left no dump (crashed or killed); " + describe_ranks(poisoned) +
-                " stopped on a peer failure";
+                " stopped on a peer failure or the launcher's SIGTERM";
   } else {
     f.ranks = poisoned;
     f.summary = describe_ranks(poisoned) + " stopped on a peer failure, but no dump names the first failure";

@@ -72,6 +72,12 @@ std::string last_seen(const Analysis& a, const Dump& d) {
   return out;
 }
 
+bool failed_on_its_own(const Dump& d) {
+  if (!stopped(d)) return false;
+  const std::string& code = d.reason.code;
+  return code != "peer_failure" && code != "aborted" && code != "sigterm" && code != "timeout";
+}
+
 Finding stuck_finding(const Analysis& a, const Waiting& target, const std::vector<Waiting>& all) {
   std::vector<int> waiters;
   std::int64_t waited_ns = 0;
@@ -93,7 +99,21 @@ Finding stuck_finding(const Analysis& a, const Waiting& target, const std::vecto
   // A rank armed for a seq it has no event for yet is waiting, not behind.
   std::vector<int> behind = g->ranks_behind(target.seq);
   std::erase_if(behind, [&](int r) { return std::binary_search(waiters.begin(), waiters.end(), r); });
-  if (!behind.empty()) {
+  // Ranks behind that stopped for a reason of their own did not hang: they
+  // crashed first (C5), and their peers' waits are the consequence.
+  const bool all_crashed = !behind.empty() && std::all_of(behind.begin(), behind.end(), [&](int r) {
+    const Dump* d = a.dump_of(r);
+    return d != nullptr && failed_on_its_own(*d);
+  });
+  if (all_crashed) {
+    f.kind = std::string(verdict_name(Verdict::kCrash));
+    f.ranks = behind;
+    f.summary = describe_ranks(behind) + " failed before entering " + op + "; " + waited;
+    for (const int r : behind) {
+      const Dump& d = *a.dump_of(r);
+      f.details.push_back("rank " + std::to_string(r) + ": " + d.reason.code + ": " + d.reason.message);
+    }
+  } else if (!behind.empty()) {
     f.kind = std::string(verdict_name(Verdict::kHang));
     f.ranks = behind;
     f.summary = describe_ranks(behind) + " never entered " + op + "; " + waited;
@@ -120,6 +140,13 @@ std::optional<Finding> find_stuck(const Analysis& a) {
   collect_in_flight(a, waiting);
   // Waits on a group nobody else recorded cannot be aligned.
   std::erase_if(waiting, [&](const Waiting& w) { return a.group(w.group) == nullptr; });
+  // A rank stopped from outside (SIGTERM from the launcher, a peer's poison)
+  // while it sat in a call was not hung there: only a wait that the rank's
+  // own deadline ended, or one of a rank still running (a snapshot), is a hang.
+  std::erase_if(waiting, [&](const Waiting& w) {
+    const Dump* d = a.dump_of(w.rank);
+    return d != nullptr && stopped(*d) && d->reason.code != "timeout";
+  });
   if (waiting.empty()) return std::nullopt;
   // Prefer a wait some rank never reached (it names a culprit), then the
   // earliest wait: later waits are usually consequences of the first.
@@ -144,6 +171,13 @@ std::optional<Finding> find_missing_participant(const Analysis& a) {
     Finding f;
     f.kind = std::string(verdict_name(Verdict::kMissingParticipant));
     f.ranks = g.ranks_behind(seq);
+    // Ranks that stopped on an error of their own crashed first (C5): the
+    // first-failure rule names them; the collective is only their wake.
+    const bool all_crashed = std::all_of(f.ranks.begin(), f.ranks.end(), [&](int r) {
+      const Dump* d = a.dump_of(r);
+      return d != nullptr && failed_on_its_own(*d);
+    });
+    if (all_crashed) continue;
     for (const OpRecord* r = lo; r != hi; ++r) f.others.push_back(r->rank);
     f.group = a.str(g.group);
     f.group_seq = seq;

@@ -215,6 +215,18 @@ void FatalHandler::fail(const Error& error) noexcept {
                   error.what(), false, 0});
 }
 
+void FatalHandler::fail_current_exception() noexcept {
+  try {
+    throw;
+  } catch (const Error& error) {
+    fail(error);
+  } catch (const std::exception& error) {
+    fail(FatalCause{DumpReasonKind::kFatal, ErrorCode::kInternal, "", error.what(), false, 0});
+  } catch (...) {
+    fail(FatalCause{DumpReasonKind::kFatal, ErrorCode::kInternal, "", "unknown exception", false, 0});
+  }
+}
+
 void FatalHandler::fail(const WatchdogFiring& firing) noexcept {
   const bool timeout = firing.cause == WatchdogCause::kDeadline;
   fail(FatalCause{timeout ? DumpReasonKind::kTimeout : DumpReasonKind::kFatal, firing.code, "",

@@ -18,7 +18,14 @@ using wire_detail::Writer;
 
 constexpr std::size_t kControlFixedBytes = 1 + 2 + 2;
 
-Action header_action(ControlKind kind) { return kind == ControlKind::kHello ? Action::kNoop : Action::kError; }
+Action header_action(ControlKind kind) {
+  switch (kind) {
+    case ControlKind::kHello: return Action::kNoop;
+    case ControlKind::kError: return Action::kError;
+    case ControlKind::kPayloadReady: return Action::kInfer;
+  }
+  return Action::kError;
+}
 
 [[noreturn]] void schema(const std::string& message) { throw Error(ErrorCode::kSchema, message); }
 
@@ -31,8 +38,15 @@ void check_control_schema(const Control& control) {
     if (!control.reason.empty()) schema("HELLO control carries a reason; only ERROR may");
     return;
   }
+  if (control.kind == ControlKind::kPayloadReady) {
+    if (control.versions != VersionRange{0, 0}) schema("PAYLOAD_READY control carries versions; only HELLO may");
+    if (!control.reason.empty()) schema("PAYLOAD_READY control carries a reason; only ERROR may");
+    if (control.ids.call_id == 0) schema("PAYLOAD_READY control names call_id 0");
+    return;
+  }
   if (control.kind != ControlKind::kError) {
-    schema("control kind " + std::to_string(static_cast<unsigned>(control.kind)) + " is not HELLO or ERROR");
+    schema("control kind " + std::to_string(static_cast<unsigned>(control.kind)) +
+           " is not HELLO, ERROR or PAYLOAD_READY");
   }
   if (control.versions != VersionRange{0, 0}) schema("ERROR control carries versions; only HELLO may");
   wire_detail::check_error_reason(Action::kError, control.reason, "control");

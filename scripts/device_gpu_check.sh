@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds lockstep on a GPU machine that lacks Debian's Gloo/xxhash/hiredis
+# (the `device` machines: Ubuntu 24.04, CUDA 13, NCCL 2.28), runs the GPU
+# tests and the probe, and leaves logs in $OUT (or ./device-out).
+# The .deb files come from `apt-get download` on a Debian 12 machine into
+# .device/debs (see docs/gpu.md); they are unpacked over / (small libraries
+# with no conflicts there).
+set -uo pipefail
+out="${OUT:-$PWD/device-out}"
+mkdir -p "$out"
+export NCCL_NVLS_ENABLE=0
+for deb in .device/debs/*.deb; do dpkg -x "$deb" /; done
+# pkg-config only where the machine lacks it (CMake's FindPkgConfig needs it).
+if ! command -v pkg-config >/dev/null; then for deb in .device/extra/*.deb; do dpkg -x "$deb" /; done; fi
+ldconfig
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DLOCKSTEP_BUILD_BENCH=OFF > "$out/configure.log" 2>&1 \
+  || { tail -40 "$out/configure.log"; exit 1; }
+targets=(nccl_backend_test nccl_abort_test cuda_model_test backend_selection_test lockstep_gpu_probe "$@")
+cmake --build build/gpu -j 16 --target "${targets[@]}" > "$out/build.log" 2>&1 \
+  || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+ctest --test-dir build/gpu -L gpu --output-on-failure 2>&1 | tee "$out/ctest-gpu.log"
+build/gpu/tests/gpu/lockstep_gpu_probe --steps 20 --model-calls 10 2>&1 | tee "$out/probe.log"

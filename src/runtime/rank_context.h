@@ -1,0 +1,47 @@
+// Everything one rank process of `lockstep run` shares across its loops: the
+// configuration, the guarded communicator, the guard objects and the wire
+// context. Built once by rank_main.cc; the loops borrow it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+#include "lockstep/communicator.h"
+#include "lockstep/fatal.h"
+#include "lockstep/fault_injection.h"
+#include "lockstep/flight_recorder.h"
+#include "lockstep/frame.h"
+#include "lockstep/envelope.h"
+#include "lockstep/run_config.h"
+#include "lockstep/store.h"
+#include "lockstep/watchdog.h"
+
+namespace lockstep {
+
+struct RankContext {
+  const RunConfig& config;
+  int rank = -1;
+  int world_size = 0;
+  std::string job_id;
+  std::string job_dir;
+  Store& store;  // the job's key space (after join_job)
+  Communicator& comm;
+  FlightRecorder& recorder;
+  Watchdog& watchdog;
+  FatalHandler& fatal;
+  const FaultPlan& faults;
+  FrameContext frame_context;  // negotiated version, sender rank, token digest
+  FrameExpectations expect;    // what every received frame must carry
+
+  std::chrono::milliseconds deadline() const { return std::chrono::milliseconds(config.deadline_ms); }
+  bool is_stage0() const { return rank == 0; }
+  bool in_mesh() const { return rank >= config.first_mesh_rank(); }
+  bool is_leader() const { return rank == config.first_mesh_rank(); }
+  // True when fault `id` fires on this rank at `chunk` (defaults: the case's
+  // natural rank, see fault_injection.cc callers).
+  bool fires(FaultId id, std::int64_t chunk, int default_rank, std::int64_t default_chunk) const {
+    return faults.fires(id, rank, chunk, default_rank, default_chunk);
+  }
+};
+
+}  // namespace lockstep

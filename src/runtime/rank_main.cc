@@ -1,0 +1,176 @@
+#include "rank_main.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "control_channels.h"
+#include "lockstep/digest.h"
+#include "lockstep/error.h"
+#include "lockstep/gloo_backend.h"
+#include "lockstep/guard_observer.h"
+#include "lockstep/job_token.h"
+#include "lockstep/model_config.h"
+#include "lockstep/parity.h"
+#include "lockstep/rank_env.h"
+#include "lockstep/tripwire.h"
+#include "mesh_loop.h"
+#include "mesh_member.h"
+#include "rank_context.h"
+#include "stage0.h"
+
+namespace lockstep {
+namespace {
+
+using std::chrono::milliseconds;
+
+std::string role_of(const RunConfig& config, int rank) {
+  if (rank == 0) return "stage0";
+  return rank == config.first_mesh_rank() ? "leader" : "worker";
+}
+
+// B3 turns the group order around on one rank; the table digest in the
+// parity record stops the job before any group connects.
+GroupTable group_table_for(const RunConfig& config, int rank, const FaultPlan& faults) {
+  GroupTable standard = make_standard_group_table(config.topology, config.nproc);
+  if (!faults.active(FaultId::kB3, rank, config.nproc - 1)) return standard;
+  GroupTable reversed(config.nproc);
+  const auto& groups = standard.groups();
+  for (auto it = groups.rbegin(); it != groups.rend(); ++it) reversed.add(it->name, it->member_ranks);
+  return reversed;
+}
+
+std::string plan_schedule_id(const RunConfig& config) {
+  return "steps=" + std::to_string(config.num_denoise_steps) + ",recompute_every=" +
+         std::to_string(config.recompute_every) + ",hard_cut_every=" + std::to_string(config.hard_cut_every) +
+         ",chunks=" + std::to_string(config.chunks);
+}
+
+ParityInputs parity_inputs(const RunConfig& config, int rank, const FaultPlan& faults, const GroupTable& table) {
+  const int last = config.nproc - 1;
+  ParityInputs inputs;
+  if (faults.active(FaultId::kA4, rank, last)) inputs.protocol = VersionRange{kProtocolVersionMax + 1, kProtocolVersionMax + 1};
+  inputs.topology = std::string(topology_name(config.topology));
+  inputs.world_size = config.nproc;
+  inputs.plan_id = plan_schedule_id(config);
+  inputs.group_table_digest = table.digest();
+  inputs.model_config_digest = model_config_digest(model_config_from_name(config.model));
+  inputs.dtype = "f32";
+  inputs.graph_capture = faults.active(FaultId::kG1, rank, last);
+  inputs.resolved = {{"backend.mesh", config.backend}, {"backend.boundary", "gloo"}, {"kernel.matmul", "openblas_sgemm"}};
+  inputs.gating_flags = {{"extra_norm_all_reduce", faults.active(FaultId::kB4, rank, last) ? "on" : "off"},
+                         {"depth_in", std::to_string(config.depth_in)},
+                         {"heartbeat_ms", std::to_string(config.heartbeat_ms)}};
+  inputs.parity_env = {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "LOCKSTEP_GLOO_IFACE"};
+  return inputs;
+}
+
+void write_json_file(const std::filesystem::path& path, const std::string& text) {
+  std::filesystem::create_directories(path.parent_path());
+  const std::filesystem::path temporary = path.string() + ".tmp";
+  {
+    std::ofstream out(temporary);
+    out << text;
+    if (!out) throw Error(ErrorCode::kResource, "cannot write " + temporary.string());
+  }
+  std::filesystem::rename(temporary, path);
+}
+
+void write_rank_counters(const RankContext& context, const MeshLoop* loop) {
+  nlohmann::json counters = {{"rank", context.rank}, {"role", role_of(context.config, context.rank)}};
+  if (loop != nullptr) {
+    counters["duplicate_drops"] = loop->duplicate_drops();
+    counters["chunks_run"] = loop->chunks_run();
+  }
+  write_json_file(std::filesystem::path(context.job_dir) / "ranks" / ("rank-" + std::to_string(context.rank) + ".json"),
+                  counters.dump());
+}
+
+// The role's loop, once everything is connected and checked.
+void run_role(RankContext& context) {
+  ControlChannels channels = open_control_channels(context);
+  context.comm.set_phase(Phase::kStartup);
+  std::optional<MeshMember> member;
+  if (context.in_mesh()) member.emplace(context);  // weight fingerprints (H2)
+  context.comm.set_phase(Phase::kControl);
+  context.recorder.set_phase("control");
+  context.watchdog.enter_steady_state();
+  if (context.is_stage0()) {
+    Stage0 stage0(context, channels, member ? &*member : nullptr);
+    const RunSummary summary = stage0.run();
+    write_json_file(std::filesystem::path(context.job_dir) / "summary.json", run_summary_json(summary, context.config));
+    write_rank_counters(context, nullptr);
+    return;
+  }
+  MeshLoop loop(context, channels, *member);
+  loop.run();
+  write_rank_counters(context, &loop);
+}
+
+// C5: the backend abort itself hangs; only the hard-exit deadline ends the rank.
+void hang_forever() {
+  std::promise<void> never;
+  never.get_future().wait();
+}
+
+}  // namespace
+
+int run_rank(const RunConfig& config) {
+  config.validate();
+  const RankEnv env = read_rank_env();
+  if (env.world_size != config.nproc) {
+    throw Error(ErrorCode::kInvalidArgument, "WORLD_SIZE=" + std::to_string(env.world_size) +
+                                                 " but --nproc " + std::to_string(config.nproc));
+  }
+  const milliseconds startup(config.startup_deadline_ms);
+  std::unique_ptr<Store> store = join_job(open_store(env), {env.job_id, env.job_token}, env.rank, startup);
+  FlightRecorder recorder;
+  recorder.set_phase("startup");
+  FatalHandler fatal({env.rank, env.world_size, role_of(config, env.rank), env.job_dir}, recorder, store.get());
+  WatchdogOptions watchdog_options;
+  watchdog_options.startup_deadline = startup;
+  watchdog_options.steady_deadline = milliseconds(config.deadline_ms);
+  watchdog_options.store = store.get();
+  watchdog_options.rank = env.rank;
+  watchdog_options.world_size = env.world_size;
+  watchdog_options.parent_pid = getppid();
+  Watchdog watchdog(watchdog_options, [&fatal](const WatchdogFiring& firing) { fatal.fail(firing); });
+  fatal.set_sources({[&watchdog] { return watchdog.armed(); }, {}, {}});
+  watchdog.start();
+  // Every catch runs the fatal path inside the scope of what its abort
+  // action and dump sources use (the communicator), never after unwinding it.
+  try {
+    const FaultPlan faults(config.injections);
+    const GroupTable table = group_table_for(config, env.rank, faults);
+    const ParityOutcome parity = exchange_parity(
+        *store, make_parity_record(env.rank, parity_inputs(config, env.rank, faults, table)), env.world_size, startup);
+    GlooBackendFactory factory(gloo_options_from_environment());
+    GuardObserver observers(recorder, &watchdog);
+    CommunicatorOptions comm_options{env.rank, table, make_standard_phase_policy(), Phase::kStartup, startup};
+    Communicator comm(comm_options, factory, *store, &observers);
+    try {
+      fatal.set_abort_action(faults.active(FaultId::kC5, env.rank, config.nproc - 1)
+                                 ? std::function<void()>(hang_forever)
+                                 : std::function<void()>([&comm] { comm.abort(); }));
+      fatal.set_sources({[&watchdog] { return watchdog.armed(); }, [&comm] { return ledger_summaries(comm); }, {}});
+      RankContext context{config, env.rank, env.world_size, env.job_id, env.job_dir, *store, comm, recorder,
+                          watchdog, fatal, faults,
+                          FrameContext{parity.protocol_version, env.rank, job_token_digest(env.job_token)},
+                          FrameExpectations{job_token_digest(env.job_token), parity.protocol_version}};
+      run_role(context);
+      watchdog.stop();
+    } catch (...) {
+      fatal.fail_current_exception();
+    }
+  } catch (...) {
+    fatal.fail_current_exception();
+  }
+  return 0;
+}
+
+}  // namespace lockstep

@@ -1,0 +1,25 @@
+// What Stage 0 and the mesh of the simulated job agree on: frame context,
+// envelope geometry, and the tiny "model" (bookkeeping only).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "lockstep/envelope.h"
+#include "sim/sim_scenario.h"
+
+namespace lockstep::sim {
+
+inline constexpr std::string_view kSimJobToken = "lockstep-sim";
+
+FrameContext sim_frame_context(int sender_rank);
+FrameExpectations sim_frame_expectations();
+Geometry sim_geometry(const Scenario& scenario);
+
+// The model's output for `latents` after `generator_calls` calls: each value
+// plus the call count. Stage 0's oracle predicts it; the mesh computes it.
+std::vector<float> sim_model_output(std::span<const float> latents, std::uint32_t generator_calls);
+std::uint64_t digest_floats(std::span<const float> values);
+
+}  // namespace lockstep::sim

@@ -1,0 +1,54 @@
+// Runs the real `lockstep` binary (path in $LOCKSTEP_BIN) as a child process
+// under a hard wall-clock bound, the way an operator would, and collects what
+// a break-it test asserts on: exit status, stdout JSON, elapsed time, the job
+// directory's dumps. A run that outlives its bound is killed (its whole
+// process group) and reported as a hang, with every dump found attached.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace lockstep::testing {
+
+struct JobRun {
+  int exit_code = -1;       // the process's exit code, or 128+signal
+  bool hung = false;        // killed at the bound
+  std::chrono::milliseconds elapsed{0};
+  std::string stdout_text;
+  std::string stderr_text;
+  std::filesystem::path job_dir;
+  nlohmann::json json;      // parsed stdout when it is JSON, else null
+};
+
+// Starts `lockstep <args...> --job-dir <fresh dir>` and waits at most `bound`.
+JobRun run_lockstep(const std::vector<std::string>& args, std::chrono::milliseconds bound);
+
+// Starts the same but returns at once with the child's pid (for C3); the
+// caller waits with wait_lockstep().
+struct JobHandle {
+  pid_t pid = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  std::filesystem::path job_dir;
+  std::chrono::steady_clock::time_point started;
+};
+JobHandle start_lockstep(const std::vector<std::string>& args);
+JobRun wait_lockstep(JobHandle& handle, std::chrono::milliseconds bound);
+
+// Every pid whose environment says LOCKSTEP_JOB_DIR=<job_dir> (the job's ranks).
+std::vector<pid_t> job_rank_pids(const std::filesystem::path& job_dir);
+
+// Human-readable dump of the job directory's dumps and logs, for failure messages.
+std::string describe_job(const JobRun& run);
+
+// The per-rank exit codes from <job_dir>/launch.json (index = rank).
+std::vector<int> rank_exit_codes(const std::filesystem::path& job_dir);
+
+}  // namespace lockstep::testing
