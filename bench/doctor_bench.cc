@@ -101,7 +101,7 @@ void BM_DoctorDiagnose(benchmark::State& state) {
   const int events = static_cast<int>(state.range(1));
   const SyntheticJob& j = job(ranks, events);
   for (auto _ : state) {
-    const lockstep::Diagnosis d = lockstep::diagnose(j.dir(), {});
+    lockstep::Diagnosis d = lockstep::diagnose(j.dir(), {});
     if (d.verdict != lockstep::Verdict::kHang || d.primary.ranks != std::vector<int>{kStuckRank}) {
       state.SkipWithError(("wrong verdict: " + d.primary.summary).c_str());
       break;

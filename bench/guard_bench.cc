@@ -56,7 +56,10 @@ BENCHMARK(BM_FlightRecorderObserveCollective);
 // on this host (a KVM guest reads kvm-clock through the vDSO).
 void BM_SteadyClockRead(benchmark::State& state) {
   const Clock& clock = steady_clock();
-  for (auto _ : state) benchmark::DoNotOptimize(clock.now_ns());
+  for (auto _ : state) {
+    std::int64_t now_ns = clock.now_ns();
+    benchmark::DoNotOptimize(now_ns);
+  }
 }
 BENCHMARK(BM_SteadyClockRead);
 

@@ -89,7 +89,8 @@ void BM_EnvelopePreflightEncodeDigest(benchmark::State& state) {
   const Fixture& f = fixture();
   for (auto _ : state) {
     PreparedEnvelope prepared = preflight_envelope(f.envelope, f.views, f.context_v2);
-    benchmark::DoNotOptimize(prepared.header().header_checksum);
+    std::uint64_t checksum = prepared.header().header_checksum;
+    benchmark::DoNotOptimize(checksum);
   }
   state.counters["frame_bytes"] =
       static_cast<double>(preflight_envelope(f.envelope, f.views, f.context_v2).frame().size());
@@ -110,7 +111,8 @@ void BM_MetaStableJsonEncodeDigest(benchmark::State& state) {
   const Fixture& f = fixture();
   for (auto _ : state) {
     const std::string text = meta_json(f.envelope.meta).dump();
-    benchmark::DoNotOptimize(digest_string(text));
+    std::uint64_t digest = digest_string(text);
+    benchmark::DoNotOptimize(digest);
   }
   state.counters["json_bytes"] = static_cast<double>(meta_json(f.envelope.meta).dump().size());
 }
@@ -122,7 +124,8 @@ void BM_EnvelopeDecodeValidate(benchmark::State& state) {
   const FrameExpectations expect{f.context_v2.job_token_digest, kProtocolVersionMax};
   for (auto _ : state) {
     DecodedEnvelope decoded = decode_envelope(prepared.frame(), expect);
-    benchmark::DoNotOptimize(decoded.header.payload_bytes);
+    std::uint64_t payload_bytes = decoded.header.payload_bytes;
+    benchmark::DoNotOptimize(payload_bytes);
   }
 }
 BENCHMARK(BM_EnvelopeDecodeValidate);
@@ -141,7 +144,8 @@ void BM_ResultPreflightDecode(benchmark::State& state) {
   for (auto _ : state) {
     PreparedResult prepared = preflight_result(result, output, f.context_v2);
     DecodedResult decoded = decode_result(prepared.frame(), expect);
-    benchmark::DoNotOptimize(decoded.result.observed_generator_calls);
+    std::uint32_t calls = decoded.result.observed_generator_calls;
+    benchmark::DoNotOptimize(calls);
   }
 }
 BENCHMARK(BM_ResultPreflightDecode);

@@ -3,18 +3,21 @@
 # (the `device` machines: Ubuntu 24.04, CUDA 13, NCCL 2.28), runs the GPU
 # tests and the probe, and leaves logs in $OUT (or ./device-out).
 # The .deb files come from `apt-get download` on a Debian 12 machine into
-# .device/debs (see docs/gpu.md); they are unpacked over / (small libraries
-# with no conflicts there).
+# .device/debs; they are unpacked into a scratch folder and merged into /usr
+# only (a Debian package's /lib would replace Ubuntu's /lib -> usr/lib link).
 set -uo pipefail
 out="${OUT:-$PWD/device-out}"
 mkdir -p "$out"
 export NCCL_NVLS_ENABLE=0
-for deb in .device/debs/*.deb; do dpkg -x "$deb" /; done
+unpacked="$(mktemp -d)"
+for deb in .device/debs/*.deb; do dpkg -x "$deb" "$unpacked"; done
 # pkg-config only where the machine lacks it (CMake's FindPkgConfig needs it).
-if ! command -v pkg-config >/dev/null; then for deb in .device/extra/*.deb; do dpkg -x "$deb" /; done; fi
+if ! command -v pkg-config >/dev/null; then for deb in .device/extra/*.deb; do dpkg -x "$deb" "$unpacked"; done; fi
+cp -a "$unpacked/usr/." /usr/
+if [[ -d "$unpacked/lib" ]]; then cp -a "$unpacked/lib/." /usr/lib/; fi
 ldconfig
 cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DLOCKSTEP_BUILD_BENCH=OFF > "$out/configure.log" 2>&1 \
+  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DLOCKSTEP_BUILD_BENCH="${LOCKSTEP_BUILD_BENCH:-OFF}" > "$out/configure.log" 2>&1 \
   || { tail -40 "$out/configure.log"; exit 1; }
 targets=(nccl_backend_test nccl_abort_test cuda_model_test backend_selection_test lockstep_gpu_probe "$@")
 cmake --build build/gpu -j 16 --target "${targets[@]}" > "$out/build.log" 2>&1 \

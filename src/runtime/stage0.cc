@@ -300,6 +300,9 @@ void Stage0::run_local(const Envelope& envelope, PreparedEnvelope& prepared) {
 // Hard cut (SPEC §4E): bump the epoch, flush D_out, then drain and discard
 // every in-flight result of the old epoch within the drain deadline.
 void Stage0::begin_hard_cut(std::uint64_t new_epoch) {
+  // Results already received but held for reordering are discarded by the
+  // cut without an arrival to come: they leave the pipeline now.
+  outstanding_ -= static_cast<std::int64_t>(acceptance_.rule().buffered());
   acceptance_.begin_epoch(new_epoch);
   current_epoch_.store(new_epoch);
   ++summary_.hard_cuts;
@@ -411,11 +414,14 @@ void Stage0::accept(Result result, std::vector<float> output) {
   item.result = std::move(result);
   item.output = std::move(output);
   const std::uint64_t epoch = item.result.ids.cache_epoch;
-  const std::uint64_t stale_before = acceptance_.rule().counters().stale_drops;
+  // An abandoned (old-epoch) result leaves the pipeline when it arrives; each
+  // arrives at most once as abandoned, so a repeated stale copy is not
+  // subtracted twice.
+  const std::size_t abandoned_before = acceptance_.rule().abandoned_pending();
   for (auto& released : acceptance_.offer(call_id, epoch, std::move(item))) {
     pending_out_.push_back(std::move(released.result));
   }
-  outstanding_ -= static_cast<std::int64_t>(acceptance_.rule().counters().stale_drops - stale_before);
+  outstanding_ -= static_cast<std::int64_t>(abandoned_before - acceptance_.rule().abandoned_pending());
   if (sent != sent_.end()) sent_.erase(sent);
   flush_pending_out();
 }

@@ -151,7 +151,27 @@ TEST(Control, SchemaViolations) {
                         "control error_reason is required");
   Control unknown;
   unknown.kind = static_cast<ControlKind>(7);
-  EXPECT_LOCKSTEP_ERROR(preflight_control(unknown, context()), ErrorCode::kSchema, "control kind 7");
+  EXPECT_LOCKSTEP_ERROR(preflight_control(unknown, context()), ErrorCode::kSchema, "control kind 7 is not HELLO");
+}
+
+TEST(Control, PayloadReadyRoundTripsAndCarriesNothingElse) {
+  Control ready;
+  ready.kind = ControlKind::kPayloadReady;
+  ready.ids = CallIds{7, 3, 1};
+  const PreparedControl prepared = preflight_control(ready, context(2));
+  EXPECT_EQ(prepared.header().action, Action::kInfer);
+  EXPECT_EQ(decode_control(prepared.frame(), expectations(2)).control, ready);
+  Control with_reason = ready;
+  with_reason.reason = "x";
+  EXPECT_LOCKSTEP_ERROR(preflight_control(with_reason, context()), ErrorCode::kSchema,
+                        "PAYLOAD_READY control carries a reason");
+  Control with_versions = ready;
+  with_versions.versions = VersionRange{1, 2};
+  EXPECT_LOCKSTEP_ERROR(preflight_control(with_versions, context()), ErrorCode::kSchema,
+                        "PAYLOAD_READY control carries versions");
+  Control no_call = ready;
+  no_call.ids.call_id = 0;
+  EXPECT_LOCKSTEP_ERROR(preflight_control(no_call, context()), ErrorCode::kSchema, "names call_id 0");
 }
 
 TEST(Control, HeaderActionMustMatchTheBody) {
