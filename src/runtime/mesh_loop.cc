@@ -3,6 +3,7 @@
 #include <chrono>
 #include <thread>
 
+#include "lockstep/chunk_protocol.h"
 #include "lockstep/error.h"
 #include "payload_transport.h"
 
@@ -16,23 +17,6 @@ constexpr int kStage0BoundaryRank = 0;
 // enough for Stage 0 to have begun the cut, well inside the drain deadline.
 constexpr double kDelayedResultFractionOfDrain = 0.25;
 
-EnvelopeIds sequencer_ids(const DecodedEnvelope& decoded) {
-  EnvelopeIds ids;
-  ids.call_id = decoded.envelope.ids.call_id;
-  ids.cache_epoch = decoded.envelope.ids.cache_epoch;
-  if (decoded.envelope.action == Action::kInfer) ids.chunk_index = decoded.envelope.ids.chunk_index;
-  ids.content_digest = decoded.header.body_checksum;
-  return ids;
-}
-
-std::span<const std::uint8_t> header_bytes(std::span<const std::uint8_t> frame) {
-  if (frame.size() < kHeaderBytes) {
-    throw Error(ErrorCode::kDecode, "frame of " + std::to_string(frame.size()) +
-                                        " bytes is shorter than the header (" +
-                                        std::to_string(kHeaderBytes) + ")");
-  }
-  return frame.first(kHeaderBytes);
-}
 
 }  // namespace
 
@@ -40,17 +24,6 @@ TensorView output_view(const Geometry& geometry, std::span<const float> output) 
   const auto rows = static_cast<std::int64_t>(geometry.frames) * geometry.tokens_per_frame;
   return TensorView{kOutputKey, 0, DType::kF32, TensorShape{rows, static_cast<std::int64_t>(geometry.dim)}, {},
                     std::span(reinterpret_cast<const std::uint8_t*>(output.data()), output.size_bytes())};
-}
-
-DecodedEnvelope decode_mesh_frame(std::span<const std::uint8_t> frame, const FrameExpectations& expect) {
-  const FrameHeader header = decode_header(header_bytes(frame).first<kHeaderBytes>(), expect);
-  if (header.kind == MessageKind::kControl) {
-    const DecodedControl control = decode_control(frame, expect);
-    throw Error(ErrorCode::kPeerFailure, "the leader broadcast ERROR for call_id " +
-                                             std::to_string(control.control.ids.call_id) + ": " +
-                                             control.control.reason);
-  }
-  return decode_envelope(frame, expect);
 }
 
 void WorkerFanout::forward(std::span<const std::uint8_t> frame) {

@@ -89,8 +89,5 @@ class MeshLoop {
 // The output tensor of a result: [frames × tokens_per_frame, dim] f32.
 TensorView output_view(const Geometry& geometry, std::span<const float> output);
 
-// Splits one received frame into its kind: a control ERROR from the leader
-// becomes Error{kPeerFailure}; anything else must be an envelope.
-DecodedEnvelope decode_mesh_frame(std::span<const std::uint8_t> frame, const FrameExpectations& expect);
 
 }  // namespace lockstep

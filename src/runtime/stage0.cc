@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "lockstep/assert.h"
+#include "lockstep/chunk_protocol.h"
 #include "lockstep/digest.h"
 #include "lockstep/error.h"
 #include "lockstep/control.h"
@@ -131,18 +132,7 @@ EnvelopeDraft Stage0::make_draft(std::int64_t chunk, std::uint64_t epoch, std::i
   envelope.ids = {0, static_cast<std::uint64_t>(chunk), epoch};
   envelope.geometry = {static_cast<std::uint32_t>(model.frames_per_chunk),
                        static_cast<std::uint32_t>(model.tokens_per_frame), static_cast<std::uint32_t>(model.dim)};
-  Plan plan;
-  plan.num_denoise_steps = static_cast<std::uint32_t>(config.num_denoise_steps);
-  for (int step = 0; step < config.num_denoise_steps; ++step) {
-    plan.timesteps.push_back(1.0 - static_cast<double>(step) / config.num_denoise_steps);
-  }
-  plan.init_cache = chunk_in_epoch == 0;
-  plan.do_kv_recompute = config.recompute_every > 0 && chunk_in_epoch > 0 &&
-                         chunk_in_epoch % config.recompute_every == 0;
-  plan.attention_bias = -0.25 * static_cast<double>(epoch % 3);
-  plan.expected_generator_calls = plan_generator_calls(plan.num_denoise_steps, plan.do_kv_recompute);
-  plan.plan_id = (splitmix64(static_cast<std::uint64_t>(config.num_denoise_steps) << 1 |
-                             (plan.do_kv_recompute ? 1 : 0)) | 1);
+  const Plan plan = plan_for_chunk({config.num_denoise_steps, config.recompute_every}, chunk_in_epoch, epoch);
   envelope.plan = plan;
   envelope.meta = make_meta(chunk, epoch);
   draft.latents = synthetic_floats(config.seed, static_cast<std::uint64_t>(chunk) * 2,

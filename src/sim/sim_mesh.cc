@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "lockstep/chunk_protocol.h"
 #include "lockstep/control.h"
 #include "lockstep/digest.h"
 #include "lockstep/group_table.h"
@@ -33,29 +34,6 @@ KvFrames zero_frames(const KvGeometry& geometry, int frames) {
   return kv;
 }
 
-EnvelopeIds sequencer_ids(const DecodedEnvelope& decoded) {
-  EnvelopeIds ids;
-  ids.call_id = decoded.envelope.ids.call_id;
-  ids.cache_epoch = decoded.envelope.ids.cache_epoch;
-  if (decoded.envelope.action == Action::kInfer) ids.chunk_index = decoded.envelope.ids.chunk_index;
-  ids.content_digest = decoded.header.body_checksum;
-  return ids;
-}
-
-// As the runtime's decode_mesh_frame: a control ERROR becomes a peer failure.
-DecodedEnvelope decode_mesh_frame(std::span<const std::uint8_t> frame, const FrameExpectations& expect) {
-  if (frame.size() < kHeaderBytes) {
-    throw Error(ErrorCode::kDecode, "frame of " + std::to_string(frame.size()) + " bytes is shorter than the header");
-  }
-  const FrameHeader header = decode_header(frame.first<kHeaderBytes>(), expect);
-  if (header.kind == MessageKind::kControl) {
-    const DecodedControl control = decode_control(frame, expect);
-    throw Error(ErrorCode::kPeerFailure, "the leader broadcast ERROR for call_id " +
-                                             std::to_string(control.control.ids.call_id) + ": " +
-                                             control.control.reason);
-  }
-  return decode_envelope(frame, expect);
-}
 
 std::span<const float> tensor_floats(const TensorManifest& manifest, const PayloadBuffers& buffers,
                                      std::string_view key) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "lockstep/chunk_protocol.h"
 #include "lockstep/digest.h"
 #include "sim/sim_job.h"
 
@@ -100,17 +101,7 @@ void Stage0Sim::send_infer() {
   envelope.action = Action::kInfer;
   envelope.ids = {next_call_id_++, next_chunk_, epoch_};
   envelope.geometry = sim_geometry(scenario_);
-  Plan plan;
-  plan.num_denoise_steps = static_cast<std::uint32_t>(scenario_.denoise_steps);
-  for (int step = 0; step < scenario_.denoise_steps; ++step) {
-    plan.timesteps.push_back(1.0 - static_cast<double>(step) / scenario_.denoise_steps);
-  }
-  plan.init_cache = chunk_in_epoch_ == 0;
-  plan.do_kv_recompute = scenario_.recompute_every > 0 && chunk_in_epoch_ > 0 &&
-                         chunk_in_epoch_ % scenario_.recompute_every == 0;
-  plan.attention_bias = -0.25 * static_cast<double>(epoch_ % 3);
-  plan.expected_generator_calls = plan_generator_calls(plan.num_denoise_steps, plan.do_kv_recompute);
-  plan.plan_id = 1 + (static_cast<std::uint64_t>(scenario_.denoise_steps) << 1 | (plan.do_kv_recompute ? 1 : 0));
+  const Plan plan = plan_for_chunk({scenario_.denoise_steps, scenario_.recompute_every}, chunk_in_epoch_, epoch_);
   envelope.plan = plan;
   envelope.meta.set("chunk", static_cast<std::int64_t>(next_chunk_));
   const int dim = scenario_.dim();
