@@ -38,6 +38,7 @@ struct RunConfig {
   int heartbeat_ms = 250;             // Stage 0 sends NOOP after this idle time
   int drain_deadline_ms = 2000;       // hard cut / shutdown drain
   std::vector<Injection> injections;
+  bool dump_on_exit = false;          // every rank writes its dump at a clean end too
   bool json = false;
   std::string job_dir;                // empty: a fresh temporary directory
 

@@ -164,6 +164,7 @@ int run_rank(const RunConfig& config) {
                           FrameExpectations{job_token_digest(env.job_token), parity.protocol_version}};
       run_role(context);
       watchdog.stop();
+      if (config.dump_on_exit) fatal.dump_now({DumpReasonKind::kExit, "exit", "clean end of the stream", 0});
     } catch (...) {
       fatal.fail_current_exception();
     }

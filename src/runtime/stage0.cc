@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "lockstep/assert.h"
@@ -74,7 +76,7 @@ void Stage0::guarded_thread(const char* name, Body body) noexcept {
 }
 
 RunSummary Stage0::run() {
-  const auto started = std::chrono::steady_clock::now();
+  const auto started = started_ = std::chrono::steady_clock::now();
   std::thread producer([this] { guarded_thread("producer", [this] { producer_main(); }); });
   std::thread decode([this] { guarded_thread("decode", [this] { decode_main(); }); });
   guarded_thread("comm", [this] { comm_main(); });
@@ -418,6 +420,21 @@ void Stage0::accept(Result result, std::vector<float> output) {
 
 // ---- decode / emit ---------------------------------------------------------
 
+// One line a supervisor on a TTY renders as a progress bar: emitted, total,
+// seconds since start, queue depths. Replaced atomically (rename).
+void Stage0::write_progress() const {
+  const std::filesystem::path path = std::filesystem::path(context_.job_dir) / "progress";
+  const std::filesystem::path temporary = path.string() + ".tmp";
+  {
+    std::ofstream out(temporary);
+    out << summary_.emitted.size() << ' ' << context_.config.chunks << ' '
+        << elapsed_ms(started_) / 1000.0 << ' ' << d_in_.depth() << ' ' << d_in_.capacity() << ' '
+        << d_out_.depth() << ' ' << d_out_.capacity() << '\n';
+  }
+  std::error_code ignored;  // progress is a courtesy: never fail the job for it
+  std::filesystem::rename(temporary, path, ignored);
+}
+
 void Stage0::decode_main() {
   for (;;) {
     DecodeItem item = d_out_.pop(queue_timeout(context_.config));
@@ -450,6 +467,7 @@ void Stage0::emit(DecodeItem& item) {
   summary_.emitted.push_back({item.result.ids.chunk_index, item.result.ids.call_id, item.result.ids.cache_epoch,
                               item.result.digests.output});
   const double stage0_ms = item.produce_ms + elapsed_ms(started);
+  write_progress();
   meter_.record({item.result.ids.chunk_index, stage0_ms, static_cast<double>(item.result.durations.stage1_us) / 1000.0,
                  steady_clock().now_ns()});
 }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -87,6 +88,7 @@ class Stage0 {
   void flush_pending_out();
   void inject_before_send(EnvelopeDraft& draft);
   void emit(DecodeItem& item);
+  void write_progress() const;
 
   const RankContext& context_;
   ControlChannels& channels_;
@@ -111,6 +113,7 @@ class Stage0 {
   // (send → emit), so D = 1 runs the stages back to back and D >= 2 overlaps
   // them (SPEC §4E, E2).
   std::atomic<std::int64_t> outstanding_{0};
+  std::chrono::steady_clock::time_point started_;
   // Decode thread only.
   OverlapMeter meter_;
   RunSummary summary_;

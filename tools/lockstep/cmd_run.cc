@@ -2,10 +2,18 @@
 // ranks through the crash-only launcher, each as `lockstep _rank` with the
 // same configuration, then prints the summary — or, when the job failed, the
 // doctor's verdict over the ranks' dumps.
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -57,6 +65,7 @@ void add_config_options(CLI::App* cmd, RunOptions& o) {
   cmd->add_option("--heartbeat-ms", c.heartbeat_ms, "Stage 0 NOOP interval when idle")->capture_default_str();
   cmd->add_option("--drain-deadline-ms", c.drain_deadline_ms, "hard-cut drain deadline")->capture_default_str();
   cmd->add_option("--inject", o.injections, "fault ID[@rank][:chunk] (SPEC §7), repeatable");
+  cmd->add_flag("--dump-on-exit", c.dump_on_exit, "every rank writes its flight-recorder dump at a clean end");
 }
 
 RunConfig finish_config(RunOptions& o) {
@@ -78,6 +87,7 @@ std::vector<std::string> rank_arguments(const RunOptions& o) {
       "--decode-ms", fmt::format("{}", c.decode_ms), "--generate-ms", fmt::format("{}", c.generate_ms),
       "--deadline-ms", std::to_string(c.deadline_ms), "--startup-deadline-ms", std::to_string(c.startup_deadline_ms),
       "--heartbeat-ms", std::to_string(c.heartbeat_ms), "--drain-deadline-ms", std::to_string(c.drain_deadline_ms)};
+  if (c.dump_on_exit) args.push_back("--dump-on-exit");
   for (const std::string& injection : o.injections) {
     args.push_back("--inject");
     args.push_back(injection);
@@ -141,11 +151,71 @@ int report_failure(const LaunchResult& result, bool json) {
   return result.exit_code;
 }
 
+// On a TTY, a one-line progress bar from the file Stage 0 rewrites per chunk
+// (<job_dir>/progress). Its thread blocks the launcher's signals, as
+// launch() requires of every other thread.
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::filesystem::path job_dir) : job_dir_(std::move(job_dir)) {
+    if (isatty(STDERR_FILENO) == 0) return;
+    sigset_t launcher_signals, previous;
+    sigemptyset(&launcher_signals);
+    for (const int signal : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&launcher_signals, signal);
+    pthread_sigmask(SIG_BLOCK, &launcher_signals, &previous);
+    thread_ = std::thread([this] { render_until_stopped(); });
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  }
+  ~ProgressBar() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    stopped_.notify_all();
+    thread_.join();
+    std::fputs("\n", stderr);
+  }
+
+ private:
+  static constexpr std::chrono::milliseconds kRefresh{100};
+  static constexpr int kBarCells = 30;
+
+  void render_until_stopped() {
+    std::unique_lock lock(mutex_);
+    while (!stopped_.wait_for(lock, kRefresh, [this] { return stop_; })) render();
+  }
+  void render() const {
+    std::ifstream in(job_dir_ / "progress");
+    std::size_t emitted = 0, total = 0, d_in = 0, d_in_max = 0, d_out = 0, d_out_max = 0;
+    double seconds = 0;
+    if (!(in >> emitted >> total >> seconds >> d_in >> d_in_max >> d_out >> d_out_max) || total == 0) return;
+    const int filled = static_cast<int>(kBarCells * std::min<std::size_t>(emitted, total) / total);
+    const std::string bar = std::string(static_cast<std::size_t>(filled), '#') +
+                            std::string(static_cast<std::size_t>(kBarCells - filled), '.');
+    std::fprintf(stderr, "\r  [%s] %zu/%zu chunks  %.1f chunks/s  D_in %zu/%zu  D_out %zu/%zu ", bar.c_str(),
+                 emitted, total, seconds > 0 ? static_cast<double>(emitted) / seconds : 0.0, d_in, d_in_max, d_out,
+                 d_out_max);
+  }
+
+  const std::filesystem::path job_dir_;
+  std::mutex mutex_;
+  std::condition_variable stopped_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+std::string make_job_dir(const std::string& requested) {
+  if (!requested.empty()) return requested;
+  std::string templ = (std::filesystem::temp_directory_path() / "lockstep-job-XXXXXX").string();
+  if (mkdtemp(templ.data()) == nullptr) throw Error(ErrorCode::kResource, "cannot create a job directory in " + templ);
+  return templ;
+}
+
 int supervise(RunOptions& o) {
   const RunConfig config = finish_config(o);
   LaunchOptions launch_options;
   launch_options.nproc = config.nproc;
-  launch_options.job_dir = o.config.job_dir;
+  launch_options.job_dir = make_job_dir(o.config.job_dir);
   launch_options.argv = {std::filesystem::read_symlink("/proc/self/exe").string(), "_rank"};
   for (std::string& arg : rank_arguments(o)) launch_options.argv.push_back(std::move(arg));
   // One BLAS thread per rank: ranks already share the cores.
@@ -153,7 +223,11 @@ int supervise(RunOptions& o) {
   launch_options.grace_ms = kRunGraceMs;
   launch_options.timeout_ms = static_cast<std::int64_t>(o.timeout_s) * 1000;
   launch_options.forward_output = o.verbose;
-  const LaunchResult result = launch(launch_options);
+  LaunchResult result;
+  {
+    const ProgressBar progress(launch_options.job_dir);
+    result = launch(launch_options);
+  }
   if (result.exit_code != 0) return report_failure(result, o.json);
   const std::filesystem::path job_dir = result.job_dir;
   nlohmann::json summary = read_json(job_dir / "summary.json");
