@@ -52,6 +52,10 @@ class FaultPlan {
   // `default_rank`) at `chunk` (one with no chunk applies to `default_chunk`).
   bool fires(FaultId id, int rank, std::int64_t chunk, int default_rank,
              std::int64_t default_chunk) const;
+  // True when `id` is injected for `rank` and `chunk` is at or past its chunk
+  // (faults that persist once they start, such as a slowed decode).
+  bool active_since(FaultId id, int rank, std::int64_t chunk, int default_rank,
+                    std::int64_t default_chunk) const;
   // True when `id` is injected at all for `rank` (any chunk).
   bool active(FaultId id, int rank, int default_rank) const;
   const std::vector<Injection>& injections() const { return injections_; }

@@ -36,7 +36,7 @@ constexpr std::array<FaultInfo, kFaultIdCount> kFaults{{
     {FaultId::kD2, "D2", "result delayed past a hard cut: dropped by epoch, never emitted"},
     {FaultId::kD3, "D3", "call_id goes backwards: fatal at once"},
     {FaultId::kD4, "D4", "results out of order: in window emitted in order, beyond fatal"},
-    {FaultId::kE1, "E1", "decode slowed down: Stage 0 blocks, queues stay at their bound"},
+    {FaultId::kE1, "E1", "decode slowed down (x10 from the chunk on): Stage 0 blocks, queues stay at their bound"},
     {FaultId::kE2, "E2", "depth sweep: D=1 period ~ sum, D>=2 period ~ max"},
     {FaultId::kF1, "F1", "recompute without context override: preflight fails, no fallback"},
     {FaultId::kF2, "F2", "out-of-band KV reset on one rank: KV digest trips within one chunk"},
@@ -92,6 +92,12 @@ Injection parse_injection(std::string_view text) {
                                                  "': unknown fault id '" + std::string(name) +
                                                  "'; valid ids: " + valid_ids());
   }
+  if (found->id == FaultId::kC3 || found->id == FaultId::kE2) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "--inject " + std::string(found->name) + " is not a fault inside one run: " +
+                    (found->id == FaultId::kC3 ? "send SIGTERM to `lockstep run` while it runs (ctest -R breakit_C3)"
+                                               : "run scripts/depth_sweep.sh (ctest -R breakit_E2)"));
+  }
   Injection injection{found->id, std::nullopt, std::nullopt};
   if (at != std::string_view::npos) {
     injection.rank = static_cast<int>(parse_number(head.substr(at + 1), text, "rank"));
@@ -117,6 +123,15 @@ bool FaultPlan::fires(FaultId id, int rank, std::int64_t chunk, int default_rank
     if (injection.rank.value_or(default_rank) != rank) continue;
     if (injection.chunk.value_or(default_chunk) != chunk) continue;
     return true;
+  }
+  return false;
+}
+
+bool FaultPlan::active_since(FaultId id, int rank, std::int64_t chunk, int default_rank,
+                             std::int64_t default_chunk) const {
+  for (const auto& injection : injections_) {
+    if (injection.id != id || injection.rank.value_or(default_rank) != rank) continue;
+    if (chunk >= injection.chunk.value_or(default_chunk)) return true;
   }
   return false;
 }

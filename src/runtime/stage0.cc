@@ -459,9 +459,13 @@ void Stage0::emit(DecodeItem& item) {
     Channel* owned = local_mesh_ != nullptr ? channels_.mesh.get() : channels_.envelopes.get();
     if (owned != nullptr) owned->publish(std::vector<std::uint8_t>(kHeaderBytes), context_.deadline());
   }
-  if (context_.config.decode_ms > 0) {
-    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(context_.config.decode_ms));
-  }
+  // E1: from its chunk on, decode costs ten times as much (default 1 ms a
+  // chunk when no decode cost was configured).
+  constexpr double kSlowDecodeFactor = 10.0;
+  const bool slowed = context_.faults.active_since(FaultId::kE1, context_.rank, chunk, 0, kDefaultFaultChunk);
+  const double decode_ms = slowed ? std::max(context_.config.decode_ms, 1.0) * kSlowDecodeFactor
+                                  : context_.config.decode_ms;
+  if (decode_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(decode_ms));
   LOCKSTEP_ASSERT(chunk > last_emitted_chunk_);  // exactly once, in order
   last_emitted_chunk_ = chunk;
   summary_.emitted.push_back({item.result.ids.chunk_index, item.result.ids.call_id, item.result.ids.cache_epoch,

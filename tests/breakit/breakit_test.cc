@@ -213,7 +213,7 @@ TEST(BreakIt, D4ResultsOutOfOrderInsideWindowEmittedInOrder) {
 }
 
 TEST(BreakIt, E1SlowDecodeBlocksStage0AndQueuesStayAtBound) {
-  const JobRun run = run_ok(job_args(3, {"--chunks", "8", "--decode-ms", "30"}));
+  const JobRun run = run_ok(job_args(3, {"--chunks", "8", "--decode-ms", "3", "--inject", "E1:0"}));
   ASSERT_TRUE(run.json.is_object());
   expect_clean_emits(run.json);
   const auto& queues = run.json["queues"];

@@ -57,6 +57,24 @@ TEST(FaultInjection, BadNumbersAreNamed) {
   }
 }
 
+TEST(FaultInjection, CasesThatAreNotInOneRunSayHowToRunThem) {
+  try {
+    parse_injection("C3");
+    FAIL() << "C3 accepted";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("SIGTERM"), std::string::npos) << error.what();
+  }
+  EXPECT_THROW(parse_injection("E2"), Error);
+}
+
+TEST(FaultPlan, PersistentFaultsHoldFromTheirChunkOn) {
+  const FaultPlan plan({parse_injection("E1:3")});
+  EXPECT_FALSE(plan.active_since(FaultId::kE1, 0, 2, 0, 0));
+  EXPECT_TRUE(plan.active_since(FaultId::kE1, 0, 3, 0, 0));
+  EXPECT_TRUE(plan.active_since(FaultId::kE1, 0, 9, 0, 0));
+  EXPECT_FALSE(plan.active_since(FaultId::kE1, 1, 9, 0, 0));
+}
+
 TEST(FaultPlan, FiresOnlyAtItsRankAndChunk) {
   const FaultPlan plan({parse_injection("C4@2:10"), parse_injection("D1")});
   EXPECT_TRUE(plan.fires(FaultId::kC4, 2, 10, 0, 0));
