@@ -171,13 +171,14 @@ std::optional<Finding> find_missing_participant(const Analysis& a) {
     Finding f;
     f.kind = std::string(verdict_name(Verdict::kMissingParticipant));
     f.ranks = g.ranks_behind(seq);
-    // Ranks that stopped on an error of their own crashed first (C5): the
-    // first-failure rule names them; the collective is only their wake.
-    const bool all_crashed = std::all_of(f.ranks.begin(), f.ranks.end(), [&](int r) {
+    // Ranks that stopped for any reason but their own deadline (an error of
+    // their own, a peer's poison, the launcher's SIGTERM) did not skip the
+    // collective: they were gone. The first-failure rule names the origin.
+    const bool all_stopped_elsewhere = std::all_of(f.ranks.begin(), f.ranks.end(), [&](int r) {
       const Dump* d = a.dump_of(r);
-      return d != nullptr && failed_on_its_own(*d);
+      return d != nullptr && stopped(*d) && d->reason.code != "timeout";
     });
-    if (all_crashed) continue;
+    if (all_stopped_elsewhere) continue;
     for (const OpRecord* r = lo; r != hi; ++r) f.others.push_back(r->rank);
     f.group = a.str(g.group);
     f.group_seq = seq;

@@ -90,7 +90,17 @@ void MeshLoop::run() {
       }
       more = leader ? handle_leader(inbound) : handle_worker(inbound);
     } catch (const Error& error) {
-      if (leader) fanout_.broadcast_error(ids, error.what());
+      if (leader) {
+        // Tell the workers, then stop at once: the leader is the origin and
+        // must own the cause before any worker's reaction can reach it.
+        fanout_.broadcast_error(ids, error.what());
+        context_.fatal.fail(error);
+      }
+      if (error.code() == ErrorCode::kPeerFailure) {
+        // Stopped by a peer's failure (the leader's ERROR, a dead writer):
+        // that peer raises the poison mark; this rank only follows it.
+        context_.fatal.fail(FatalCause{DumpReasonKind::kFatal, error.code(), "", error.what(), true, 0});
+      }
       throw;
     }
   }
