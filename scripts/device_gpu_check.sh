@@ -3,8 +3,15 @@
 # (the `device` machines: Ubuntu 24.04, CUDA 13, NCCL 2.28), runs the GPU
 # tests and the probe, and leaves logs in $OUT (or ./device-out).
 # The .deb files come from `apt-get download` on a Debian 12 machine into
-# .device/debs; they are unpacked into a scratch folder and merged into /usr
-# only (a Debian package's /lib would replace Ubuntu's /lib -> usr/lib link).
+# .device/debs (gitignored; fetch them on a Debian 12 machine with
+#   mkdir -p .device/debs .device/extra && cd .device/debs &&
+#   apt-get download libgloo0 libgloo-dev libxxhash-dev libhiredis0.14 libhiredis-dev \
+#     libibverbs1 libibverbs-dev libnl-3-200 libnl-route-3-200 &&
+#   cd ../extra && apt-get download pkgconf pkgconf-bin libpkgconf3 pkg-config
+# ) and carried to the GPU machine (`device` tool: carry [".device"]). They are
+# unpacked into a scratch folder and merged into /usr only (a Debian
+# package's /lib would replace Ubuntu's /lib -> usr/lib link).
+# Usage: [LOCKSTEP_BUILD_BENCH=ON] scripts/device_gpu_check.sh [extra targets...]
 set -uo pipefail
 out="${OUT:-$PWD/device-out}"
 mkdir -p "$out"
