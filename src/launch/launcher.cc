@@ -1,12 +1,29 @@
 #include "lockstep/launcher.h"
 
 #include <cstdio>
+#include <filesystem>
+#include <string>
 
 #include "launch/job.h"
 #include "launch/report.h"
 #include "launch/supervisor.h"
 
 namespace lockstep {
+namespace {
+
+// Shared-memory segments a job's ranks created (lockstep's control rings are
+// /dev/shm/lockstep-<job_id>-<channel>). A rank killed by a signal never
+// unlinks its own; once every rank is reaped nobody can use them, so the
+// launcher removes them and a crashed job leaks no shared memory.
+void remove_job_segments(const std::string& job_id) {
+  const std::string prefix = "lockstep-" + job_id + "-";
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", error)) {
+    if (entry.path().filename().string().starts_with(prefix)) std::filesystem::remove(entry.path(), error);
+  }
+}
+
+}  // namespace
 
 LaunchResult launch(const LaunchOptions& options) {
   launch_detail::JobSetup job = launch_detail::prepare_job(options);
@@ -18,6 +35,7 @@ LaunchResult launch(const LaunchOptions& options) {
     supervisor.start_ranks();
     result = supervisor.supervise();
   }
+  remove_job_segments(result.job_id);
   result.summary = launch_detail::summarize(result);
   if (result.exit_code != 0) {
     result.dump_files = launch_detail::list_dump_files(result.job_dir);

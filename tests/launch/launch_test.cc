@@ -2,6 +2,8 @@
 // through files in the job directory. Every wait is bounded: the launcher's
 // own timeout_ms is set on each job as a backstop against a hang.
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <signal.h>
 #include <unistd.h>
 
@@ -238,6 +240,18 @@ TEST(Launch, SuccessDoesNotCallOnFailure) {
   options.on_failure = [&](const LaunchResult&) { ++calls; };
   EXPECT_EQ(launch(options).exit_code, 0);
   EXPECT_EQ(calls, 0);
+}
+
+TEST(Launch, SharedMemoryOfTheJobIsRemovedEvenWhenRanksAreKilled) {
+  ScratchDir dir;
+  // Each rank leaves a segment named like a control ring, then dies by SIGKILL.
+  LaunchOptions options = sh_job(dir, 2, "touch /dev/shm/lockstep-$LOCKSTEP_JOB_ID-ring$RANK; kill -KILL $$");
+  options.job_id = "job-shm-cleanup-test";
+  const LaunchResult result = launch(options);
+  EXPECT_NE(result.exit_code, 0);
+  for (int rank = 0; rank < 2; ++rank) {
+    EXPECT_FALSE(std::filesystem::exists("/dev/shm/lockstep-job-shm-cleanup-test-ring" + std::to_string(rank)));
+  }
 }
 
 TEST(Launch, ChildLeftBehindByARankDiesWithTheRank) {
