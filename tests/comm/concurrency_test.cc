@@ -88,7 +88,11 @@ TEST(ShmRingThreads, SlowReaderHoldsWriterAtTheBound) {
       // Having acked n + 1 frames, the writer can have finished at most
       // n + 1 + kSlots publishes, however long this reader dawdles.
       for (int i = 0; i < 200; ++i) std::this_thread::yield();
-      max_ahead = std::max(max_ahead, published.load(std::memory_order_acquire) - (n + 1));
+      // `published` trails the writer's publish() by one store, so it may not
+      // yet count frame n + 1 that this reader already received: then the
+      // writer is not ahead at all (and the subtraction must not wrap).
+      const std::uint64_t done = published.load(std::memory_order_acquire);
+      max_ahead = std::max(max_ahead, done > n + 1 ? done - (n + 1) : 0);
     }
     return max_ahead;
   });
