@@ -8,20 +8,12 @@
 #include <vector>
 
 #include "lockstep/error.h"
+#include "support/error_of.h"
 
 namespace lockstep {
 namespace {
 
-template <typename F>
-Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& error) {
-    return error;
-  }
-  ADD_FAILURE() << "no lockstep::Error thrown";
-  return Error(ErrorCode::kInternal, "none");
-}
+using test::error_of;
 
 std::vector<std::uint64_t> ids(const std::vector<ResultAcceptance<std::string>::Released>& released) {
   std::vector<std::uint64_t> out;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lockstep/error.h"
+#include "support/error_of.h"
 
 namespace lockstep {
 namespace {
@@ -18,16 +19,7 @@ using std::chrono::milliseconds;
 constexpr milliseconds kLong{10'000};   // never reached in a passing run
 constexpr milliseconds kShort{20};      // a deadline that must expire
 
-template <typename F>
-ErrorCode code_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& error) {
-    return error.code();
-  }
-  ADD_FAILURE() << "no lockstep::Error thrown";
-  return ErrorCode::kInternal;
-}
+using test::code_of;
 
 TEST(BoundedQueue, RejectsCapacityOutsideLimits) {
   EXPECT_EQ(code_of([] { BoundedQueue<int> q("d_in", 0); }), ErrorCode::kInvalidArgument);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "lockstep/error.h"
+#include "support/error_of.h"
 
 namespace lockstep {
 namespace {
@@ -34,16 +35,7 @@ KvFrames frames_from(const KvGeometry& g, int first_frame, int count, float shar
   return out;
 }
 
-template <typename F>
-ErrorCode code_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& error) {
-    return error.code();
-  }
-  ADD_FAILURE() << "no lockstep::Error thrown";
-  return ErrorCode::kInternal;
-}
+using test::code_of;
 
 std::vector<float> held_frame_ids(const KvCache& cache, int layer) {
   std::vector<float> ids;

@@ -10,6 +10,7 @@
 #include "lockstep/acceptance.h"
 #include "lockstep/error.h"
 #include "lockstep/model_config.h"
+#include "support/error_of.h"
 
 namespace lockstep {
 namespace {
@@ -21,16 +22,7 @@ class RecordingOps final : public TensorParallelOps {
   std::vector<std::size_t> counts;
 };
 
-template <typename F>
-Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& error) {
-    return error;
-  }
-  ADD_FAILURE() << "no lockstep::Error thrown";
-  return Error(ErrorCode::kInternal, "none");
-}
+using test::error_of;
 
 std::vector<float> pattern(std::size_t count, float scale) {
   std::vector<float> out(count);
