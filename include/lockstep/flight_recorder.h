@@ -25,6 +25,7 @@
 #include "lockstep/clock.h"
 #include "lockstep/collective_observer.h"
 #include "lockstep/dtype.h"
+#include "lockstep/dump_format.h"
 
 namespace lockstep {
 
@@ -44,12 +45,7 @@ inline constexpr std::size_t kDumpEventBytesMax = 2048;
 inline constexpr std::size_t kDumpHeaderBytesMax = 512 * 1024;
 inline constexpr int kDumpFormatVersion = 1;
 
-enum class EventKind : std::uint8_t { kCollective = 1, kP2p, kCommit, kWait, kStage, kNote };
-enum class EventState : std::uint8_t { kEnqueued = 1, kStarted, kCompleted, kFailed };
 
-// Names used in the dump ("collective", "started", ...).
-std::string_view event_kind_name(EventKind kind);
-std::string_view event_state_name(EventState state);
 
 // A short string stored inline, NUL-terminated, truncated on assignment.
 template <std::size_t N>

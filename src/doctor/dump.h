@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+
+#include "lockstep/dump_format.h"
 #include <unordered_map>
 #include <vector>
 
@@ -46,12 +48,8 @@ class StringTable {
   std::unordered_map<std::string, StrId, Hash, std::equal_to<>> ids_;
 };
 
-enum class EventKind : std::uint8_t { kCollective, kP2p, kCommit, kWait, kStage, kNote };
-enum class EventState : std::uint8_t { kEnqueued, kStarted, kCompleted, kFailed };
 enum class ReasonKind : std::uint8_t { kNone, kFatal, kTimeout, kSignal, kRequest, kExit };
 
-std::string_view event_kind_name(EventKind kind);
-std::string_view event_state_name(EventState state);
 std::string_view reason_kind_name(ReasonKind kind);
 
 struct Event {

@@ -180,28 +180,6 @@ StrId StringTable::intern(std::string_view s) {
   return id;
 }
 
-std::string_view event_kind_name(EventKind kind) {
-  switch (kind) {
-    case EventKind::kCollective: return "collective";
-    case EventKind::kP2p: return "p2p";
-    case EventKind::kCommit: return "commit";
-    case EventKind::kWait: return "wait";
-    case EventKind::kStage: return "stage";
-    case EventKind::kNote: return "note";
-  }
-  return "unknown";
-}
-
-std::string_view event_state_name(EventState state) {
-  switch (state) {
-    case EventState::kEnqueued: return "enqueued";
-    case EventState::kStarted: return "started";
-    case EventState::kCompleted: return "completed";
-    case EventState::kFailed: return "failed";
-  }
-  return "unknown";
-}
-
 std::string_view reason_kind_name(ReasonKind kind) {
   switch (kind) {
     case ReasonKind::kNone: return "none";

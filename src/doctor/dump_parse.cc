@@ -58,13 +58,6 @@ Enum enum_from(JsonCursor& cur, std::string_view field,
   cur.fail(field, "unknown value \"" + std::string(value) + "\" (expected " + std::string(expected) + ")");
 }
 
-constexpr std::array<std::pair<std::string_view, EventKind>, 6> kKindNames{{
-    {"collective", EventKind::kCollective}, {"p2p", EventKind::kP2p},
-    {"commit", EventKind::kCommit}, {"wait", EventKind::kWait},
-    {"stage", EventKind::kStage}, {"note", EventKind::kNote}}};
-constexpr std::array<std::pair<std::string_view, EventState>, 4> kStateNames{{
-    {"enqueued", EventState::kEnqueued}, {"started", EventState::kStarted},
-    {"completed", EventState::kCompleted}, {"failed", EventState::kFailed}}};
 constexpr std::array<std::pair<std::string_view, ReasonKind>, 5> kReasonNames{{
     {"fatal", ReasonKind::kFatal}, {"timeout", ReasonKind::kTimeout},
     {"signal", ReasonKind::kSignal}, {"request", ReasonKind::kRequest},
@@ -89,10 +82,10 @@ void read_event_field(Parser& p, std::string_view key, Event& e, unsigned& seen)
       if (key == "thread") { e.thread = p.str(kThread, "thread"); seen |= kFThread; return; }
       break;
     case 'k':
-      if (key == "kind") { e.kind = enum_from(cur, "kind", kKindNames, "collective|p2p|commit|wait|stage|note"); seen |= kFKind; return; }
+      if (key == "kind") { e.kind = enum_from(cur, "kind", kEventKindNames, "collective|p2p|commit|wait|stage|note"); seen |= kFKind; return; }
       break;
     case 's':
-      if (key == "state") { e.state = enum_from(cur, "state", kStateNames, "enqueued|started|completed|failed"); seen |= kFState; return; }
+      if (key == "state") { e.state = enum_from(cur, "state", kEventStateNames, "enqueued|started|completed|failed"); seen |= kFState; return; }
       break;
     case 'g':
       if (key == "group") { e.group = p.str(kGroup, "group"); seen |= kFGroup; return; }

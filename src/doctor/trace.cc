@@ -20,8 +20,6 @@ namespace {
 using nlohmann::json;
 using doctor::Dump;
 using doctor::Event;
-using doctor::EventKind;
-using doctor::EventState;
 using doctor::StrId;
 
 class TraceWriter {
@@ -74,13 +72,13 @@ class RankTrace {
 
   std::string name_of(const Event& e) const {
     std::string name = str(e.op).empty() ? str(e.detail) : str(e.op);
-    if (name.empty()) name = std::string(doctor::event_kind_name(e.kind));
+    if (name.empty()) name = std::string(event_kind_name(e.kind));
     if (e.group_seq >= 0) name += " #" + std::to_string(e.group_seq);
     return name;
   }
 
   json args_of(const Event& e, std::string_view state) const {
-    json args = {{"state", state}, {"kind", doctor::event_kind_name(e.kind)}};
+    json args = {{"state", state}, {"kind", event_kind_name(e.kind)}};
     if (e.group != 0) args["group"] = str(e.group);
     if (e.group_seq >= 0) args["group_seq"] = e.group_seq;
     if (e.dtype != 0) args["dtype"] = str(e.dtype);
@@ -97,7 +95,7 @@ class RankTrace {
   // A span from `start` to `end` (or to the dump time when it never ended).
   void write_span(const Event& start, const Event* end, std::string_view state) {
     const std::int64_t end_ns = end != nullptr ? end->t_ns : std::max(d_.dumped_at_ns, start.t_ns);
-    json ev = {{"ph", "X"}, {"name", name_of(start)}, {"cat", doctor::event_kind_name(start.kind)},
+    json ev = {{"ph", "X"}, {"name", name_of(start)}, {"cat", event_kind_name(start.kind)},
                {"pid", d_.rank}, {"tid", tid(start.thread)}, {"ts", w_.ts_us(start.t_ns)},
                {"dur", static_cast<double>(end_ns - start.t_ns) / 1e3},
                {"args", args_of(end != nullptr && end->state == EventState::kFailed ? *end : start, state)}};
@@ -106,7 +104,7 @@ class RankTrace {
   }
 
   void write_instant(const Event& e, std::string_view state) {
-    json ev = {{"ph", "i"}, {"s", "t"}, {"name", name_of(e)}, {"cat", doctor::event_kind_name(e.kind)},
+    json ev = {{"ph", "i"}, {"s", "t"}, {"name", name_of(e)}, {"cat", event_kind_name(e.kind)},
                {"pid", d_.rank}, {"tid", tid(e.thread)}, {"ts", w_.ts_us(e.t_ns)}, {"args", args_of(e, state)}};
     if (e.state == EventState::kFailed) ev["cname"] = "terrible";
     w_.emit(ev);
@@ -114,7 +112,7 @@ class RankTrace {
 
   void write_event(const Event& e) {
     if (e.kind == EventKind::kCommit || e.kind == EventKind::kNote) {
-      write_instant(e, doctor::event_state_name(e.state));
+      write_instant(e, event_state_name(e.state));
       return;
     }
     const SpanKey key{e.thread, e.kind, e.group, e.group_seq, e.op};
@@ -124,10 +122,10 @@ class RankTrace {
     }
     const auto it = open_.find(key);
     if (it == open_.end()) {  // its start fell out of the ring
-      write_instant(e, doctor::event_state_name(e.state));
+      write_instant(e, event_state_name(e.state));
       return;
     }
-    write_span(*it->second, &e, doctor::event_state_name(e.state));
+    write_span(*it->second, &e, event_state_name(e.state));
     open_.erase(it);
   }
 

@@ -26,28 +26,6 @@ struct FlightRecorder::Slot {
   guard_detail::AtomicWords<FlightEvent> event;
 };
 
-std::string_view event_kind_name(EventKind kind) {
-  switch (kind) {
-    case EventKind::kCollective: return "collective";
-    case EventKind::kP2p: return "p2p";
-    case EventKind::kCommit: return "commit";
-    case EventKind::kWait: return "wait";
-    case EventKind::kStage: return "stage";
-    case EventKind::kNote: return "note";
-  }
-  return "note";
-}
-
-std::string_view event_state_name(EventState state) {
-  switch (state) {
-    case EventState::kEnqueued: return "enqueued";
-    case EventState::kStarted: return "started";
-    case EventState::kCompleted: return "completed";
-    case EventState::kFailed: return "failed";
-  }
-  return "completed";
-}
-
 FlightRecorder::FlightRecorder(std::size_t events_max, const Clock& clock)
     : slots_max_(events_max), clock_(clock) {
   if (events_max < kFlightRecorderEventsMin || events_max > kFlightRecorderEventsMax ||

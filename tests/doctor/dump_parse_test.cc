@@ -61,7 +61,7 @@ TEST(DumpParse, ReadsEveryDocumentedField) {
   EXPECT_EQ(p.stale_drops, 3);
   EXPECT_EQ(p.duplicate_drops, 4);
   ASSERT_EQ(p.events.size(), 2u);
-  EXPECT_EQ(p.events[1].state, doctor::EventState::kCompleted);
+  EXPECT_EQ(p.events[1].state, EventState::kCompleted);
   EXPECT_EQ(strings.str(p.events[1].group), "mesh");
   EXPECT_EQ(strings.str(p.events[1].dtype), "f32");
   EXPECT_EQ(p.events[1].count, 1024);
