@@ -2,11 +2,15 @@
 // process group: NCCL needs every member of a communicator on its own GPU, so a
 // group that contains a CPU-only rank, or two ranks sharing one GPU, runs over
 // Gloo while the groups that satisfy NCCL run over NCCL. Plain C++ (no CUDA):
-// comm uses it whether or not the NCCL backend is built.
+// built whether or not the NCCL backend is.
 #pragma once
 
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "lockstep/backend.h"
 
 namespace lockstep {
 
@@ -40,5 +44,25 @@ GroupBackendChoice choose_group_backend(const std::string& group_name,
                                         const std::vector<int>& member_ranks,
                                         const std::vector<RankDevice>& device_of_rank,
                                         bool nccl_available);
+
+// A BackendFactory that connects each group through the factory of the
+// backend chosen for it, so one Communicator holds Gloo and NCCL groups side
+// by side. Holds borrowed factories: they must outlive the router.
+class GroupBackendRouter final : public BackendFactory {
+ public:
+  // factories: backend name → factory; backend_of_group: group name →
+  // backend name. Throws Error{kInvalidArgument} naming the group when it
+  // names a backend without a (non-null) factory.
+  GroupBackendRouter(std::map<std::string, BackendFactory*> factories,
+                     std::map<std::string, std::string> backend_of_group);
+
+  // Connects through the group's factory; throws Error{kInvalidArgument}
+  // naming the group when no backend was chosen for it, else what that
+  // factory throws.
+  std::unique_ptr<Backend> connect(Store& store, const BackendGroupSpec& spec) override;
+
+ private:
+  std::map<std::string, BackendFactory*> factory_of_group_;
+};
 
 }  // namespace lockstep

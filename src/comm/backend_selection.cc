@@ -56,4 +56,25 @@ GroupBackendChoice choose_group_backend(const std::string& group_name,
                       " members drives its own GPU"};
 }
 
+GroupBackendRouter::GroupBackendRouter(std::map<std::string, BackendFactory*> factories,
+                                       std::map<std::string, std::string> backend_of_group) {
+  for (const auto& [group, backend] : backend_of_group) {
+    const auto found = factories.find(backend);
+    if (found == factories.end() || found->second == nullptr) {
+      throw Error(ErrorCode::kInvalidArgument, "group '" + group + "' is to run on backend '" + backend +
+                                                   "', which this process has no factory for");
+    }
+    factory_of_group_.emplace(group, found->second);
+  }
+}
+
+std::unique_ptr<Backend> GroupBackendRouter::connect(Store& store, const BackendGroupSpec& spec) {
+  const auto found = factory_of_group_.find(spec.group_name);
+  if (found == factory_of_group_.end()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "group '" + spec.group_name + "' has no backend chosen for it (choose_group_backend)");
+  }
+  return found->second->connect(store, spec);
+}
+
 }  // namespace lockstep

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "lockstep/error.h"
+#include "recording_backend.h"
+#include "support/error_of.h"
 
 namespace lockstep {
 namespace {
@@ -49,6 +51,31 @@ TEST(BackendSelection, RejectsEmptyGroupsAndUnknownRanks) {
   EXPECT_THROW(choose_group_backend("mesh", {}, devices, true), Error);
   EXPECT_THROW(choose_group_backend("mesh", {0, 5}, devices, true), Error);
   EXPECT_THROW(assign_devices_one_host(0, false, 1), Error);
+}
+
+// One Communicator, two kinds of group: each group reaches the factory its
+// choice names, and only that one.
+TEST(GroupBackendRouter, ConnectsEachGroupThroughItsChosenFactory) {
+  test::RecordingFactory gloo;
+  test::RecordingFactory nccl;
+  GroupBackendRouter router({{"gloo", &gloo}, {"nccl", &nccl}}, {{"world", "gloo"}, {"mesh", "nccl"}});
+  test::UnusedStore store;
+  EXPECT_NE(router.connect(store, BackendGroupSpec{"mesh", {0}, 0}), nullptr);
+  EXPECT_NE(router.connect(store, BackendGroupSpec{"world", {0}, 0}), nullptr);
+  EXPECT_EQ(gloo.connected, std::vector<std::string>{"world"});
+  EXPECT_EQ(nccl.connected, std::vector<std::string>{"mesh"});
+}
+
+TEST(GroupBackendRouter, AGroupWithoutAChoiceOrAFactoryIsNamed) {
+  test::RecordingFactory gloo;
+  EXPECT_EQ(test::error_of([&] { GroupBackendRouter({{"gloo", &gloo}}, {{"mesh", "nccl"}}); }).code(),
+            ErrorCode::kInvalidArgument);
+  GroupBackendRouter router({{"gloo", &gloo}}, {{"world", "gloo"}});
+  test::UnusedStore store;
+  const Error error = test::error_of([&] { router.connect(store, BackendGroupSpec{"boundary", {0}, 0}); });
+  EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(error.what()).find("'boundary'"), std::string::npos) << error.what();
+  EXPECT_TRUE(gloo.connected.empty());
 }
 
 }  // namespace
