@@ -19,6 +19,11 @@
 //    comm stream waits on an event recorded on the compute stream (see
 //    set_compute_stream); after it, the compute stream waits on the op's
 //    completion event, so device order holds even before the host sees it.
+//  - Host buffers work too, for the control traffic a mesh group carries
+//    besides the model's tensors (payload broadcast, digest and fingerprint
+//    all_gathers): they are staged through a pinned host buffer and a device
+//    buffer of kNcclStagingBytes each, piece by piece, every piece one NCCL
+//    call under the op's one deadline. Device pointers skip the staging.
 //  - Buffers: the caller owns every buffer; the backend keeps no pointer after
 //    a call returns successfully. After a throw (timeout, abort) the device may
 //    still be reading or writing the buffers of the failed call until abort()
@@ -41,6 +46,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -56,8 +62,15 @@ namespace lockstep {
 inline constexpr int kNcclSpinPolls = 2000;
 inline constexpr std::chrono::microseconds kNcclPollInterval{50};
 
+// Size of each of the two staging buffers for host memory (see above).
+inline constexpr std::size_t kNcclStagingBytes = std::size_t{4} << 20;
+
 struct NcclBackendOptions {
   int device_index = 0;  // CUDA device this process drives (cudaSetDevice)
+  // The stream (cudaStream_t) whose work collectives order against, as
+  // set_compute_stream; nullptr = the legacy default stream. Borrowed: it
+  // must outlive every backend this factory connects.
+  void* compute_stream = nullptr;
   // Name given to NCCL for its logs (ncclConfig_t::commName); the group name is
   // appended.
   std::string comm_name_prefix = "lockstep";

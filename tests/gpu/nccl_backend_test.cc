@@ -112,13 +112,38 @@ TEST(NcclBackend, SumOfOneRankIsExactOnFloats) {
   cudaStreamDestroy(compute);
 }
 
+// Host buffers (the mesh's payload broadcast and digest checks) are staged:
+// a count of 2.5 staging buffers crosses piece boundaries, the last piece
+// short. On one rank every op is an identity, so the bytes must come back.
+TEST(NcclBackend, HostBuffersAreStagedPieceByPiece) {
+  LOCKSTEP_REQUIRE_CUDA_DEVICE();
+  MemoryStore store;
+  auto backend = connect_one_rank(store, "mesh");
+  const std::size_t count = kNcclStagingBytes / sizeof(float) * 5 / 2 + 3;
+  std::vector<float> values(count);
+  std::iota(values.begin(), values.end(), -1000.25f);
+  std::vector<float> data = values;
+  backend->all_reduce(data.data(), count, DType::kF32, ReduceOp::kSum, kOpTimeout);
+  EXPECT_EQ(data, values);
+  backend->broadcast(data.data(), count, DType::kF32, 0, kOpTimeout);
+  EXPECT_EQ(data, values);
+  std::vector<float> gathered(count, 0.0f);
+  backend->all_gather(data.data(), gathered.data(), count, DType::kF32, kOpTimeout);
+  EXPECT_EQ(gathered, values);
+  std::vector<std::uint64_t> digest = {0x0123456789abcdefull};
+  std::vector<std::uint64_t> digests(1);
+  backend->all_gather(digest.data(), digests.data(), 1, DType::kI64, kOpTimeout);
+  EXPECT_EQ(digests, digest);
+  EXPECT_FALSE(backend->broken());
+}
+
 TEST(NcclBackend, ArgumentErrorsThrowInvalidArgumentThenBreakTheBackend) {
   LOCKSTEP_REQUIRE_CUDA_DEVICE();
   MemoryStore store;
   DeviceBytes device(64);
   std::vector<std::uint8_t> host(64);
   const std::vector<std::function<void(Backend&)>> bad_calls = {
-      [&](Backend& b) { b.all_reduce(host.data(), 16, DType::kF32, ReduceOp::kSum, kOpTimeout); },
+      [&](Backend& b) { b.all_gather(host.data(), device.get(), 16, DType::kU8, kOpTimeout); },
       [&](Backend& b) { b.broadcast(device.get(), 16, DType::kF32, 1, kOpTimeout); },
       [&](Backend& b) { b.send(device.get(), 64, 0, 0, kOpTimeout); },  // self
       [&](Backend& b) { b.recv(device.get(), 64, 1, 0, kOpTimeout); },  // no such peer

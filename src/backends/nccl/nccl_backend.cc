@@ -48,18 +48,22 @@ ErrorCode code_for_async(ncclResult_t status) {
 
 class NcclBackendImpl final : public NcclBackend {
  public:
-  NcclBackendImpl(ncclComm_t comm, int rank, int size, int device_index, std::string group)
+  NcclBackendImpl(ncclComm_t comm, int rank, int size, const NcclBackendOptions& options,
+                  std::string group)
       : comm_(comm),
         rank_(rank),
         size_(size),
-        device_index_(device_index),
-        group_(std::move(group)) {
+        device_index_(options.device_index),
+        group_(std::move(group)),
+        compute_stream_(static_cast<cudaStream_t>(options.compute_stream)) {
     try {
       check_cuda(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking),
                  "create comm stream");
       check_cuda(cudaEventCreateWithFlags(&compute_ready_, cudaEventDisableTiming), "create event");
       check_cuda(cudaEventCreateWithFlags(&op_done_, cudaEventDisableTiming), "create event");
       check_cuda(cudaMalloc(&barrier_word_, sizeof(int)), "allocate barrier word");
+      check_cuda(cudaMalloc(&staging_device_, kNcclStagingBytes), "allocate device staging");
+      check_cuda(cudaMallocHost(&staging_host_, kNcclStagingBytes), "allocate pinned staging");
     } catch (const Error&) {
       release();
       throw;
@@ -89,27 +93,44 @@ class NcclBackendImpl final : public NcclBackend {
                  std::chrono::milliseconds timeout) override {
     require_usable("broadcast");
     require_group_rank(root, "broadcast");
-    require_device_pointer(data, "broadcast");
-    run_op("broadcast", timeout, [&](cudaStream_t stream) {
-      return ncclBroadcast(data, data, count, cuda_detail::nccl_dtype(dtype), root, comm_, stream);
-    });
+    const ncclDataType_t type = cuda_detail::nccl_dtype(dtype);
+    const auto call = [&](void* buffer, std::size_t n, cudaStream_t stream) {
+      return ncclBroadcast(buffer, buffer, n, type, root, comm_, stream);
+    };
+    if (is_device_pointer(data)) {
+      run_op("broadcast", timeout, [&](cudaStream_t stream) { return call(data, count, stream); });
+      return;
+    }
+    staged_in_place("broadcast", rank_ == root ? data : nullptr, rank_ == root ? nullptr : data, count,
+                    dtype_size_bytes(dtype), timeout, call);
   }
 
   void all_reduce(void* data, std::size_t count, DType dtype, ReduceOp op,
                   std::chrono::milliseconds timeout) override {
     require_usable("all_reduce");
-    require_device_pointer(data, "all_reduce");
-    run_op("all_reduce", timeout, [&](cudaStream_t stream) {
-      return ncclAllReduce(data, data, count, cuda_detail::nccl_dtype(dtype),
-                           cuda_detail::nccl_reduce_op(op), comm_, stream);
-    });
+    const ncclDataType_t type = cuda_detail::nccl_dtype(dtype);
+    const ncclRedOp_t reduce = cuda_detail::nccl_reduce_op(op);
+    const auto call = [&](void* buffer, std::size_t n, cudaStream_t stream) {
+      return ncclAllReduce(buffer, buffer, n, type, reduce, comm_, stream);
+    };
+    if (is_device_pointer(data)) {
+      run_op("all_reduce", timeout, [&](cudaStream_t stream) { return call(data, count, stream); });
+      return;
+    }
+    staged_in_place("all_reduce", data, data, count, dtype_size_bytes(dtype), timeout, call);
   }
 
   void all_gather(const void* in, void* out, std::size_t count, DType dtype,
                   std::chrono::milliseconds timeout) override {
     require_usable("all_gather");
-    require_device_pointer(in, "all_gather input");
-    require_device_pointer(out, "all_gather output");
+    const bool on_device = is_device_pointer(in);
+    if (on_device != is_device_pointer(out)) {
+      fail_invalid("all_gather", "input and output must both be device or both be host memory");
+    }
+    if (!on_device) {
+      staged_all_gather(in, out, count, dtype, timeout);
+      return;
+    }
     run_op("all_gather", timeout, [&](cudaStream_t stream) {
       return ncclAllGather(in, out, count, cuda_detail::nccl_dtype(dtype), comm_, stream);
     });
@@ -127,20 +148,28 @@ class NcclBackendImpl final : public NcclBackend {
             std::chrono::milliseconds timeout) override {
     require_usable("send");
     require_p2p(peer, tag, "send");
-    require_device_pointer(data, "send");
-    run_op("send", timeout, [&](cudaStream_t stream) {
-      return ncclSend(data, size_bytes, ncclUint8, peer, comm_, stream);
-    });
+    const auto call = [&](const void* buffer, std::size_t n, cudaStream_t stream) {
+      return ncclSend(buffer, n, ncclUint8, peer, comm_, stream);
+    };
+    if (is_device_pointer(data)) {
+      run_op("send", timeout, [&](cudaStream_t stream) { return call(data, size_bytes, stream); });
+      return;
+    }
+    staged_in_place("send", data, nullptr, size_bytes, 1, timeout, call);
   }
 
   void recv(void* data, std::size_t size_bytes, int peer, std::uint32_t tag,
             std::chrono::milliseconds timeout) override {
     require_usable("recv");
     require_p2p(peer, tag, "recv");
-    require_device_pointer(data, "recv");
-    run_op("recv", timeout, [&](cudaStream_t stream) {
-      return ncclRecv(data, size_bytes, ncclUint8, peer, comm_, stream);
-    });
+    const auto call = [&](void* buffer, std::size_t n, cudaStream_t stream) {
+      return ncclRecv(buffer, n, ncclUint8, peer, comm_, stream);
+    };
+    if (is_device_pointer(data)) {
+      run_op("recv", timeout, [&](cudaStream_t stream) { return call(data, size_bytes, stream); });
+      return;
+    }
+    staged_in_place("recv", nullptr, data, size_bytes, 1, timeout, call);
   }
 
   void abort() override {
@@ -157,7 +186,16 @@ class NcclBackendImpl final : public NcclBackend {
  private:
   template <typename Enqueue>
   void run_op(const char* op, std::chrono::milliseconds timeout, Enqueue enqueue) {
-    const Clock::time_point deadline = Clock::now() + timeout;
+    run_op(op, timeout, Clock::now() + timeout, enqueue, [](cudaStream_t) {});
+  }
+
+  // enqueue(comm stream) queues the NCCL call (and any upload before it);
+  // after_enqueue(comm stream) queues what must follow it (a download) once
+  // NCCL has finished enqueueing, which a non-blocking communicator may do
+  // asynchronously.
+  template <typename Enqueue, typename AfterEnqueue>
+  void run_op(const char* op, std::chrono::milliseconds timeout, Clock::time_point deadline,
+              Enqueue enqueue, AfterEnqueue after_enqueue) {
     with_comm(op, [&] {
       check_cuda(cudaSetDevice(device_index_), "cudaSetDevice");
       check_cuda(cudaEventRecord(compute_ready_, compute_stream_), "record compute event");
@@ -167,11 +205,79 @@ class NcclBackendImpl final : public NcclBackend {
     InFlight in_flight(in_flight_);
     wait_enqueued(op, timeout, deadline);
     with_comm(op, [&] {
+      after_enqueue(comm_stream_);
       check_cuda(cudaEventRecord(op_done_, comm_stream_), "record completion event");
       check_cuda(cudaStreamWaitEvent(compute_stream_, op_done_, 0), "compute waits comm");
       return ncclSuccess;
     });
     wait_completed(op, timeout, deadline);
+  }
+
+  // A host buffer travels through the staging pair one piece at a time, each
+  // piece one NCCL call bounded by the op's single deadline: `source` (if
+  // set) is uploaded before the call, the result downloaded into
+  // `destination` (if set) after it. Piece sizes depend only on count and
+  // element size, so every rank cuts alike.
+  template <typename Call>
+  void staged_in_place(const char* op, const void* source, void* destination, std::size_t count,
+                       std::size_t element_bytes, std::chrono::milliseconds timeout, Call call) {
+    LOCKSTEP_ASSERT(element_bytes > 0 && element_bytes <= kNcclStagingBytes);
+    const std::size_t piece_max = kNcclStagingBytes / element_bytes;
+    const Clock::time_point deadline = Clock::now() + timeout;
+    for (std::size_t first = 0; first < count; first += piece_max) {
+      const std::size_t n = std::min(piece_max, count - first);
+      const std::size_t piece_bytes = n * element_bytes;
+      const std::size_t offset = first * element_bytes;
+      if (source != nullptr) std::memcpy(staging_host_, static_cast<const unsigned char*>(source) + offset, piece_bytes);
+      run_op(op, timeout, deadline,
+             [&](cudaStream_t stream) {
+               if (source != nullptr) copy_async(staging_device_, staging_host_, piece_bytes, stream, "upload");
+               return call(staging_device_, n, stream);
+             },
+             [&](cudaStream_t stream) {
+               if (destination != nullptr) copy_async(staging_host_, staging_device_, piece_bytes, stream, "download");
+             });
+      if (destination != nullptr) {
+        std::memcpy(static_cast<unsigned char*>(destination) + offset, staging_host_, piece_bytes);
+      }
+    }
+  }
+
+  // Pieces of every rank's input: the staging holds one input piece and the
+  // size() gathered pieces after it; each lands at its rank's offset in out.
+  void staged_all_gather(const void* in, void* out, std::size_t count, DType dtype,
+                         std::chrono::milliseconds timeout) {
+    const std::size_t element_bytes = dtype_size_bytes(dtype);
+    const std::size_t piece_max = kNcclStagingBytes / (element_bytes * (static_cast<std::size_t>(size_) + 1));
+    if (piece_max == 0) fail_invalid("all_gather", "group too large for host staging; pass device buffers");
+    const Clock::time_point deadline = Clock::now() + timeout;
+    const auto* in_bytes = static_cast<const unsigned char*>(in);
+    auto* out_bytes = static_cast<unsigned char*>(out);
+    auto* device = static_cast<unsigned char*>(staging_device_);
+    auto* host = static_cast<unsigned char*>(staging_host_);
+    for (std::size_t first = 0; first < count; first += piece_max) {
+      const std::size_t n = std::min(piece_max, count - first);
+      const std::size_t piece_bytes = n * element_bytes;
+      std::memcpy(host, in_bytes + first * element_bytes, piece_bytes);
+      run_op("all_gather", timeout, deadline,
+             [&](cudaStream_t stream) {
+               copy_async(device, host, piece_bytes, stream, "upload");
+               return ncclAllGather(device, device + piece_bytes, n, cuda_detail::nccl_dtype(dtype), comm_,
+                                    stream);
+             },
+             [&](cudaStream_t stream) {
+               copy_async(host + piece_bytes, device + piece_bytes, piece_bytes * size_, stream, "download");
+             });
+      for (int r = 0; r < size_; ++r) {
+        std::memcpy(out_bytes + (static_cast<std::size_t>(r) * count + first) * element_bytes,
+                    host + piece_bytes * (1 + static_cast<std::size_t>(r)), piece_bytes);
+      }
+    }
+  }
+
+  static void copy_async(void* to, const void* from, std::size_t size_bytes, cudaStream_t stream,
+                         const char* what) {
+    check_cuda(cudaMemcpyAsync(to, from, size_bytes, cudaMemcpyDefault, stream), what);
   }
 
   // Marks the span between enqueue and the end of the wait, on every exit path.
@@ -247,6 +353,8 @@ class NcclBackendImpl final : public NcclBackend {
     if (comm_ != nullptr) ncclCommAbort(comm_);
     comm_ = nullptr;
     if (barrier_word_ != nullptr) cudaFree(barrier_word_);
+    if (staging_device_ != nullptr) cudaFree(staging_device_);
+    if (staging_host_ != nullptr) cudaFreeHost(staging_host_);
     if (op_done_ != nullptr) cudaEventDestroy(op_done_);
     if (compute_ready_ != nullptr) cudaEventDestroy(compute_ready_);
     if (comm_stream_ != nullptr) cudaStreamDestroy(comm_stream_);
@@ -307,16 +415,17 @@ class NcclBackendImpl final : public NcclBackend {
     }
   }
 
-  // A host pointer handed to NCCL faults on the device, far from its cause.
-  void require_device_pointer(const void* data, const char* op) {
+  // Device (or managed) memory goes to NCCL as is; anything else is host
+  // memory and is staged (a host pointer handed to NCCL would fault on the
+  // device, far from its cause).
+  static bool is_device_pointer(const void* data) {
     cudaPointerAttributes attributes{};
     const cudaError_t status = cudaPointerGetAttributes(&attributes, data);
-    if (status == cudaSuccess &&
-        (attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged)) {
-      return;
+    if (status == cudaSuccess) {
+      return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
     }
     cudaGetLastError();  // a failed query must not leave a sticky error behind
-    fail_invalid(op, "buffer is not CUDA device memory (MemoryKind::kDevice required)");
+    return false;
   }
 
   std::mutex comm_mu_;  // guards comm_ against abort() from another thread
@@ -328,11 +437,13 @@ class NcclBackendImpl final : public NcclBackend {
   std::atomic<bool> broken_{false};
   std::atomic<bool> aborted_{false};
   std::atomic<bool> in_flight_{false};
+  cudaStream_t compute_stream_;  // nullptr: the legacy default stream
   cudaStream_t comm_stream_ = nullptr;
-  cudaStream_t compute_stream_ = nullptr;  // legacy default stream until set
   cudaEvent_t compute_ready_ = nullptr;
   cudaEvent_t op_done_ = nullptr;
   void* barrier_word_ = nullptr;
+  void* staging_device_ = nullptr;  // kNcclStagingBytes each
+  void* staging_host_ = nullptr;    // pinned, so copies are truly asynchronous
 };
 
 int group_rank_of(const BackendGroupSpec& spec) {
@@ -440,8 +551,8 @@ std::unique_ptr<NcclBackend> NcclBackendFactory::connect_nccl(Store& store,
   const std::string comm_name = options_.comm_name_prefix + ":" + spec.group_name;
   ncclComm_t comm = init_communicator(store, spec, group_rank, id, comm_name, deadline);
   return std::make_unique<NcclBackendImpl>(comm, group_rank,
-                                           static_cast<int>(spec.member_ranks.size()),
-                                           options_.device_index, spec.group_name);
+                                           static_cast<int>(spec.member_ranks.size()), options_,
+                                           spec.group_name);
 }
 
 int cuda_device_count() {
