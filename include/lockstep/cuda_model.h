@@ -16,7 +16,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,12 +54,33 @@ std::unique_ptr<CudaTensorParallelOps> make_single_rank_tp_ops();
 std::unique_ptr<CudaTensorParallelOps> make_nccl_tp_ops(NcclBackend& backend,
                                                         std::chrono::milliseconds timeout);
 
+// A non-blocking CUDA stream on one device, destroyed with this object. A
+// mesh rank creates one and hands it to both the model
+// (CudaModelOptions::stream) and its NCCL backend
+// (NcclBackendOptions::compute_stream), so collectives order against the
+// model's kernels through events, not host waits. Throws Error{kBackend} on
+// a CUDA failure.
+class CudaStreamHandle {
+ public:
+  explicit CudaStreamHandle(int device_index);
+  ~CudaStreamHandle();
+  CudaStreamHandle(const CudaStreamHandle&) = delete;
+  CudaStreamHandle& operator=(const CudaStreamHandle&) = delete;
+  void* get() const { return stream_; }  // a cudaStream_t
+
+ private:
+  void* stream_ = nullptr;
+};
+
 struct CudaModelOptions {
   int device_index = 0;
   // Capture each denoise call as a CUDA graph and replay it (one graph per
   // number of cached frames). Part of the parity record (SPEC §4G): it must
   // be equal on every rank. REQUIRES a stream_ordered() ops object.
   bool graph_capture = false;
+  // The stream (cudaStream_t) all of the model's work runs on; nullptr: the
+  // model creates its own. Borrowed: it must outlive the model.
+  void* stream = nullptr;
 };
 
 class CudaModel {
@@ -75,7 +98,7 @@ class CudaModel {
 
   // Loads the chunk's latents [N × D] (fp32, host) as the current x.
   // Throws Error{kSchema} on a size other than N·D.
-  void set_latents(const std::vector<float>& latents);
+  void set_latents(std::span<const float> latents);
   // One generator call x ← F(x, t, cache); never mutates the cache, keeps this
   // call's k, v for commit_last_call(). Enqueues and returns, except for the
   // waits inside non-stream-ordered all-reduces.
@@ -88,7 +111,7 @@ class CudaModel {
   // [C·tokens_per_frame × D], C in [1, window], on an empty cache, then
   // replaces the cache with its k, v. x is left untouched. Throws
   // Error{kSchema} for a context of another size.
-  void recompute(const std::vector<float>& context);
+  void recompute(std::span<const float> context);
   // Empties the cache (hard cut).
   void reset_cache();
   // The bias added to scores of cached positions (SPEC §4F "bias change").
@@ -98,6 +121,14 @@ class CudaModel {
   // synchronize), then returns x [N × D] as fp32. Throws Error{kTimeout}
   // when the device is not done within timeout.
   std::vector<float> read_output(std::chrono::milliseconds timeout);
+
+  // Hands `visit` the weights as the device holds them, in the byte order
+  // of weight_shard_fingerprint(..., WeightStorage::kBf16Matrices) (each
+  // call one piece; the concatenation is the whole shard), so the caller can
+  // fingerprint what was actually loaded (H2). Each device wait is bounded
+  // by timeout (Error{kTimeout}).
+  void visit_weights(const std::function<void(std::span<const std::uint8_t>)>& visit,
+                     std::chrono::milliseconds timeout);
 
   int cached_frames() const;
   bool graph_capture() const;

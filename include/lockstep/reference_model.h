@@ -47,10 +47,18 @@ std::uint64_t splitmix64(std::uint64_t z) noexcept;
 float reference_weight(const ModelConfig& config, std::uint64_t seed, int layer, WeightTensor tensor,
                        std::uint64_t row, std::uint64_t col) noexcept;
 
-// XXH3-64 over the fp32 bytes of the shard's tensors in tensor_id order
-// (layer-major, then k), each row-major as stored. Generates the shard; pure
-// but O(shard size). Throws as check_tensor_parallel.
-std::uint64_t weight_shard_fingerprint(const ModelConfig& config, std::uint64_t seed, int tp_rank, int tp_size);
+// How a model holds its weights: the CPU model keeps every tensor in fp32;
+// the CUDA model rounds the matrices (wq … w2) to bf16, round to nearest
+// even, and keeps the vectors (gains, t_embed) in fp32.
+enum class WeightStorage : int { kF32 = 0, kBf16Matrices = 1 };
+
+// XXH3-64 over the bytes of the shard's tensors as `storage` holds them, in
+// tensor_id order (layer-major, then k), each row-major as stored. A model
+// fingerprints what it actually loaded with the same rule, so a mutated
+// shard is named (H2). Generates the shard; pure but O(shard size). Throws
+// as check_tensor_parallel.
+std::uint64_t weight_shard_fingerprint(const ModelConfig& config, std::uint64_t seed, int tp_rank, int tp_size,
+                                       WeightStorage storage);
 
 class ReferenceModel {
  public:

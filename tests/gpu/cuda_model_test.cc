@@ -13,10 +13,12 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gpu/gpu_test_util.h"
 #include "gpu/in_process_tp_ops.h"
+#include "lockstep/digest.h"
 #include "lockstep/error.h"
 #include "lockstep/model_config.h"
 #include "lockstep/reference_model.h"
@@ -194,6 +196,36 @@ TEST(CudaModel, RejectsWhatTheSpecForbids) {
       ErrorCode::kSchema);
   EXPECT_EQ(code_of([&] { model.recompute({}); }), ErrorCode::kSchema);
   EXPECT_EQ(model.cached_frames(), 0);
+}
+
+// A TP ops object of any rank and size whose sums are never called here.
+class ClaimedRankOps final : public CudaTensorParallelOps {
+ public:
+  ClaimedRankOps(int rank, int size) : rank_(rank), size_(size) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void all_reduce_sum(void*, std::size_t, DType, void*) override { ADD_FAILURE() << "no sums expected"; }
+  bool stream_ordered() const override { return true; }
+
+ private:
+  int rank_, size_;
+};
+
+// What the device generated is, bit for bit, the CPU generator's shard in
+// bf16 storage, so the mesh's fingerprint check (H2) holds on NCCL meshes.
+TEST_P(CudaModelTest, LoadedWeightsMatchTheCpuFingerprintOfBf16Storage) {
+  LOCKSTEP_REQUIRE_CUDA_DEVICE();
+  const ModelConfig config = model_config_from_name(GetParam());
+  for (const auto& [rank, size] : {std::pair{0, 1}, std::pair{1, 2}}) {
+    ClaimedRankOps ops(rank, size);
+    CudaModel model(config, kReferenceSeedDefault, ops, CudaModelOptions{});
+    DigestStream loaded;
+    model.visit_weights([&](std::span<const std::uint8_t> piece) { loaded.update(piece); },
+                        std::chrono::milliseconds(30000));
+    EXPECT_EQ(loaded.digest(), weight_shard_fingerprint(config, kReferenceSeedDefault, rank, size,
+                                                        WeightStorage::kBf16Matrices))
+        << config.name << " shard " << rank << " of " << size;
+  }
 }
 
 // A TP ops object that claims P = 3: `tiny` has 4 heads.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "lockstep/acceptance.h"
 #include "lockstep/error.h"
 #include "lockstep/model_config.h"
+#include "runtime/model/weights.h"
 #include "support/error_of.h"
 
 namespace lockstep {
@@ -85,11 +87,25 @@ TEST(Weights, ShardFingerprintsDifferPerRankAndSeedAndMatchTheInstance) {
   const ModelConfig tiny = model_config_from_name("tiny");
   RecordingOps ops;
   ReferenceModel model(tiny, 1, 2, 99, ops);
-  EXPECT_EQ(model.weight_fingerprint(), weight_shard_fingerprint(tiny, 99, 1, 2));
-  EXPECT_NE(weight_shard_fingerprint(tiny, 99, 0, 2), weight_shard_fingerprint(tiny, 99, 1, 2));
-  EXPECT_NE(weight_shard_fingerprint(tiny, 99, 1, 2), weight_shard_fingerprint(tiny, 98, 1, 2));
-  EXPECT_NE(weight_shard_fingerprint(tiny, 99, 0, 1), weight_shard_fingerprint(tiny, 99, 0, 2));
+  const auto fingerprint = [&](std::uint64_t seed, int tp_rank, int tp_size) {
+    return weight_shard_fingerprint(tiny, seed, tp_rank, tp_size, WeightStorage::kF32);
+  };
+  EXPECT_EQ(model.weight_fingerprint(), fingerprint(99, 1, 2));
+  EXPECT_NE(fingerprint(99, 0, 2), fingerprint(99, 1, 2));
+  EXPECT_NE(fingerprint(99, 1, 2), fingerprint(98, 1, 2));
+  EXPECT_NE(fingerprint(99, 0, 1), fingerprint(99, 0, 2));
+  // The CUDA model's storage is another byte string of the same weights.
+  EXPECT_NE(weight_shard_fingerprint(tiny, 99, 1, 2, WeightStorage::kBf16Matrices), fingerprint(99, 1, 2));
   EXPECT_TRUE(ops.counts.empty());
+}
+
+// Round to nearest even, as __float2bfloat16: ties go to the even mantissa.
+TEST(Weights, Bf16RoundingIsNearestEven) {
+  EXPECT_EQ(detail::bf16_bits(1.0f), 0x3F80);
+  EXPECT_EQ(detail::bf16_bits(std::bit_cast<float>(0x3F808000u)), 0x3F80);  // tie, even stays
+  EXPECT_EQ(detail::bf16_bits(std::bit_cast<float>(0x3F818000u)), 0x3F82);  // tie, odd rounds up
+  EXPECT_EQ(detail::bf16_bits(std::bit_cast<float>(0x3F808001u)), 0x3F81);  // above the tie
+  EXPECT_EQ(detail::bf16_bits(-2.0f), 0xC000);
 }
 
 TEST(ReferenceModel, FailsBeforeAnyCollectiveOnLifecycleShapeAndPlanErrors) {

@@ -92,7 +92,7 @@ ReferenceModel::ReferenceModel(const ModelConfig& config, int tp_rank, int tp_si
       tp_size_(tp_size),
       ops_(ops),
       shard_(std::make_unique<const detail::ModelShard>(detail::generate_shard(config, seed, tp_rank, tp_size))),
-      weight_fingerprint_(detail::fingerprint_shard(*shard_)),
+      weight_fingerprint_(detail::fingerprint_shard(*shard_, WeightStorage::kF32)),
       cache_(cache_geometry(config, tp_rank, tp_size)),
       pending_(make_frames(config, config.frames_per_chunk, config.dim / tp_size)) {}
 

@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <bit>
 #include <cmath>
 
 #include "lockstep/assert.h"
@@ -89,18 +90,30 @@ ModelShard generate_shard(const ModelConfig& config, std::uint64_t seed, int tp_
   return shard;
 }
 
-std::uint64_t fingerprint_shard(const ModelShard& shard) noexcept {
+std::uint16_t bf16_bits(float value) noexcept {
+  const auto bits = std::bit_cast<std::uint32_t>(value);
+  const std::uint32_t rounding = 0x7FFFu + ((bits >> 16) & 1u);
+  return static_cast<std::uint16_t>((bits + rounding) >> 16);
+}
+
+std::uint64_t fingerprint_shard(const ModelShard& shard, WeightStorage storage) noexcept {
   XXH3_state_t* state = XXH3_createState();
   LOCKSTEP_ASSERT(state != nullptr);
   XXH3_64bits_reset(state);
   const auto add = [state](const std::vector<float>& tensor) {
     XXH3_64bits_update(state, tensor.data(), tensor.size() * sizeof(float));
   };
+  std::vector<std::uint16_t> rounded;
+  const auto add_matrix = [&](const std::vector<float>& tensor) {
+    if (storage == WeightStorage::kF32) return add(tensor);
+    rounded.resize(tensor.size());
+    for (std::size_t i = 0; i < tensor.size(); ++i) rounded[i] = bf16_bits(tensor[i]);
+    XXH3_64bits_update(state, rounded.data(), rounded.size() * sizeof(std::uint16_t));
+  };
   for (std::size_t layer = 0; layer < shard.layers.size(); ++layer) {
     const LayerShard& s = shard.layers[layer];
-    for (const auto* tensor : {&s.wq, &s.wk, &s.wv, &s.wo, &s.w1, &s.w2, &s.g_attn, &s.g_mlp, &s.g_q, &s.g_k}) {
-      add(*tensor);
-    }
+    for (const auto* matrix : {&s.wq, &s.wk, &s.wv, &s.wo, &s.w1, &s.w2}) add_matrix(*matrix);
+    for (const auto* vector : {&s.g_attn, &s.g_mlp, &s.g_q, &s.g_k}) add(*vector);
     if (layer == 0) add(shard.t_embed);  // tensor_id 10 sorts after layer 0's gains
   }
   const std::uint64_t digest = XXH3_64bits_digest(state);
@@ -110,8 +123,9 @@ std::uint64_t fingerprint_shard(const ModelShard& shard) noexcept {
 
 }  // namespace detail
 
-std::uint64_t weight_shard_fingerprint(const ModelConfig& config, std::uint64_t seed, int tp_rank, int tp_size) {
-  return detail::fingerprint_shard(detail::generate_shard(config, seed, tp_rank, tp_size));
+std::uint64_t weight_shard_fingerprint(const ModelConfig& config, std::uint64_t seed, int tp_rank, int tp_size,
+                                       WeightStorage storage) {
+  return detail::fingerprint_shard(detail::generate_shard(config, seed, tp_rank, tp_size), storage);
 }
 
 }  // namespace lockstep

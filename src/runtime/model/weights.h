@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lockstep/model_config.h"
+#include "lockstep/reference_model.h"
 
 namespace lockstep::detail {
 
@@ -28,6 +29,10 @@ struct ModelShard {
 ModelShard generate_shard(const ModelConfig& config, std::uint64_t seed, int tp_rank, int tp_size);
 
 // The fingerprint of weight_shard_fingerprint() over an already generated shard.
-std::uint64_t fingerprint_shard(const ModelShard& shard) noexcept;
+std::uint64_t fingerprint_shard(const ModelShard& shard, WeightStorage storage) noexcept;
+
+// fp32 → bf16 bits, round to nearest even (as CUDA's __float2bfloat16 for
+// finite values, which generated weights always are).
+std::uint16_t bf16_bits(float value) noexcept;
 
 }  // namespace lockstep::detail

@@ -96,7 +96,7 @@ struct CudaModel::Impl {
   CudaTensorParallelOps& tp;
   CudaModelOptions options;
   DeviceSelection device;
-  cuda_model::CudaStream stream_owner;
+  std::unique_ptr<cuda_model::CudaStream> stream_owner;  // unless options.stream is borrowed
   cudaStream_t stream;
   cuda_model::CudaEvent done_owner;
   cudaEvent_t done;  // marks the end of the last host<->device staging copy
@@ -139,7 +139,7 @@ struct CudaModel::Impl {
   void normalize_qk(LayerState& layer, int tokens, bf16* k_out);
   cudaGraphExec_t graph_for(int cached_frames);
   void append_frames(int frames);
-  void upload_host(const std::vector<float>& host, float* device_ptr, const char* what);
+  void upload_host(std::span<const float> host, float* device_ptr, const char* what);
 };
 
 CudaModel::Impl::Impl(const ModelConfig& config_in, std::uint64_t seed_in,
@@ -149,7 +149,8 @@ CudaModel::Impl::Impl(const ModelConfig& config_in, std::uint64_t seed_in,
       tp(tp_in),
       options(options_in),
       device(options_in.device_index),
-      stream(stream_owner.get()),
+      stream_owner(options_in.stream == nullptr ? std::make_unique<cuda_model::CudaStream>() : nullptr),
+      stream(stream_owner != nullptr ? stream_owner->get() : static_cast<cudaStream_t>(options_in.stream)),
       done(done_owner.get()),
       cublas_owner(stream),
       cublas(cublas_owner.get()) {
@@ -418,7 +419,7 @@ void CudaModel::Impl::append_frames(int frames) {
 
 // Copies through pinned staging so the copy is truly asynchronous; waits
 // (bounded) for the previous use of the staging buffer first.
-void CudaModel::Impl::upload_host(const std::vector<float>& host, float* device_ptr,
+void CudaModel::Impl::upload_host(std::span<const float> host, float* device_ptr,
                                   const char* what) {
   wait_event(done, kStagingWaitTimeout, what);
   std::memcpy(staging->get(), host.data(), host.size() * sizeof(float));
@@ -428,13 +429,22 @@ void CudaModel::Impl::upload_host(const std::vector<float>& host, float* device_
   check_cuda(cudaEventRecord(done, stream), what);
 }
 
+CudaStreamHandle::CudaStreamHandle(int device_index) {
+  check_cuda(cudaSetDevice(device_index), "cudaSetDevice");
+  cudaStream_t stream = nullptr;
+  check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "create stream");
+  stream_ = stream;
+}
+
+CudaStreamHandle::~CudaStreamHandle() { cudaStreamDestroy(static_cast<cudaStream_t>(stream_)); }
+
 CudaModel::CudaModel(const ModelConfig& config, std::uint64_t seed, CudaTensorParallelOps& tp,
                      CudaModelOptions options)
     : impl_(std::make_unique<Impl>(config, seed, tp, options)) {}
 
 CudaModel::~CudaModel() = default;
 
-void CudaModel::set_latents(const std::vector<float>& latents) {
+void CudaModel::set_latents(std::span<const float> latents) {
   const std::size_t expected =
       static_cast<std::size_t>(impl_->config.tokens_per_chunk()) * impl_->config.dim;
   if (latents.size() != expected) {
@@ -464,7 +474,7 @@ void CudaModel::commit_chunk() {
   impl_->last_call_frames = 0;
 }
 
-void CudaModel::recompute(const std::vector<float>& context) {
+void CudaModel::recompute(std::span<const float> context) {
   Impl& m = *impl_;
   const std::size_t frame_values =
       static_cast<std::size_t>(m.config.tokens_per_frame) * m.config.dim;
@@ -503,6 +513,34 @@ std::vector<float> CudaModel::read_output(std::chrono::milliseconds timeout) {
   check_cuda(cudaEventRecord(m.done, m.stream), "record output event");
   wait_event(m.done, timeout, "read_output");
   return std::vector<float>(m.staging->get(), m.staging->get() + count);
+}
+
+void CudaModel::visit_weights(const std::function<void(std::span<const std::uint8_t>)>& visit,
+                              std::chrono::milliseconds timeout) {
+  Impl& m = *impl_;
+  check_cuda(cudaSetDevice(m.options.device_index), "cudaSetDevice");
+  auto* host = reinterpret_cast<std::uint8_t*>(m.staging->get());
+  const std::size_t capacity_bytes = m.staging->count() * sizeof(float);
+  const auto download = [&](const void* device_data, std::size_t size_bytes) {
+    for (std::size_t offset = 0; offset < size_bytes; offset += capacity_bytes) {
+      const std::size_t piece_bytes = std::min(capacity_bytes, size_bytes - offset);
+      wait_event(m.done, timeout, "staging buffer");
+      check_cuda(cudaMemcpyAsync(host, static_cast<const std::uint8_t*>(device_data) + offset, piece_bytes,
+                                 cudaMemcpyDeviceToHost, m.stream),
+                 "download weights");
+      check_cuda(cudaEventRecord(m.done, m.stream), "record download event");
+      wait_event(m.done, timeout, "download weights");
+      visit(std::span<const std::uint8_t>(host, piece_bytes));
+    }
+  };
+  const auto matrix = [&](const DeviceArray<bf16>& tensor) { download(tensor.get(), tensor.count() * sizeof(bf16)); };
+  const auto vector = [&](const DeviceArray<float>& tensor) { download(tensor.get(), tensor.count() * sizeof(float)); };
+  for (std::size_t l = 0; l < m.layers.size(); ++l) {
+    const LayerState& layer = m.layers[l];
+    for (const auto* tensor : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w1, &layer.w2}) matrix(*tensor);
+    for (const auto* tensor : {&layer.gain_attn, &layer.gain_mlp, &layer.gain_q, &layer.gain_k}) vector(*tensor);
+    if (l == 0) vector(m.t_embed);  // tensor_id 10 sorts after layer 0's gains
+  }
 }
 
 int CudaModel::cached_frames() const { return impl_->ring_frames; }

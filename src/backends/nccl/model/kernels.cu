@@ -28,8 +28,8 @@ __device__ std::uint64_t splitmix64(std::uint64_t z) {
 __device__ double signed_unit(std::uint64_t seed, std::uint64_t tensor_id, std::uint64_t row,
                               std::uint64_t col) {
   const std::uint64_t h = splitmix64(seed ^ (tensor_id << 56) ^ (row << 28) ^ col);
-  const double u = static_cast<double>(h >> 11) * kUnitScale;
-  return 2.0 * u - 1.0;
+  const double u = __dmul_rn(static_cast<double>(h >> 11), kUnitScale);
+  return __dadd_rn(__dmul_rn(2.0, u), -1.0);
 }
 
 int blocks_for(std::size_t count) {
@@ -76,7 +76,7 @@ __global__ void generate_matrix_kernel(bf16* out, int rows, int cols, int row_of
     const std::uint64_t row = row_offset + i / cols;
     const std::uint64_t col = col_offset + i % cols;
     out[i] =
-        __float2bfloat16(static_cast<float>(signed_unit(seed, tensor_id, row, col) / sqrt_fan_in));
+        __float2bfloat16(static_cast<float>(__ddiv_rn(signed_unit(seed, tensor_id, row, col), sqrt_fan_in)));
   }
 }
 
@@ -85,7 +85,10 @@ __global__ void generate_vector_kernel(float* out, int n, int col_offset, std::u
                                        std::uint64_t tensor_id, bool is_gain, double sqrt_fan_in) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     const double c = signed_unit(seed, tensor_id, 0, col_offset + i);
-    out[i] = static_cast<float>(is_gain ? 1.0 + kGainHalfWidth * c : c / sqrt_fan_in);
+    // _rn intrinsics: a contracted fma would round once where the CPU model
+    // rounds twice, and the weight fingerprints (H2) compare exact bits.
+    out[i] = static_cast<float>(is_gain ? __dadd_rn(1.0, __dmul_rn(kGainHalfWidth, c))
+                                        : __ddiv_rn(c, sqrt_fan_in));
   }
 }
 
