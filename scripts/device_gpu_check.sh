@@ -26,7 +26,7 @@ ldconfig
 cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DLOCKSTEP_BUILD_BENCH="${LOCKSTEP_BUILD_BENCH:-OFF}" > "$out/configure.log" 2>&1 \
   || { tail -40 "$out/configure.log"; exit 1; }
-targets=(nccl_backend_test nccl_abort_test cuda_model_test backend_selection_test lockstep_gpu_probe "$@")
+targets=(lockstep nccl_backend_test nccl_abort_test cuda_model_test nccl_run_test lockstep_gpu_probe "$@")
 cmake --build build/gpu -j 16 --target "${targets[@]}" > "$out/build.log" 2>&1 \
   || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "lockstep/backend_selection.h"
 #include "lockstep/bounded_queue.h"
 #include "lockstep/fault_injection.h"
 #include "lockstep/group_table.h"
@@ -48,5 +50,34 @@ struct RunConfig {
   // inconsistent with the topology.
   void validate() const;
 };
+
+// The GPUs this process can use: whether this binary has the NCCL backend
+// (nvcc was found when it was configured) and how many CUDA devices are
+// visible (CUDA_VISIBLE_DEVICES applies). Never throws.
+struct MachineGpus {
+  bool cuda_built = false;
+  int visible = 0;
+};
+MachineGpus probe_machine_gpus();
+
+// Where each group of the job runs and on which GPU each rank works.
+struct GroupBackendPlan {
+  std::map<std::string, std::string> backend_of_group;  // "gloo" or "nccl"
+  std::vector<RankDevice> device_of_rank;               // gpu_index -1: CPU only
+  std::string mesh_reason;                              // why the mesh got its backend
+};
+
+// With --backend gloo every group runs over Gloo. With --backend nccl the
+// mesh group runs over NCCL with one GPU per mesh rank, and the groups that
+// carry Stage 0's host traffic (world, boundary) stay on Gloo, as a PyTorch
+// job pairs a CPU process group with its GPU one; Stage 0 decodes on the
+// CPU in pp topologies (rank 0 drives no GPU). Pure. Throws
+// Error{kInvalidArgument} saying why the machine cannot hold the mesh
+// (binary built without CUDA, or how many GPUs the topology needs against
+// how many are visible) rather than silently running the mesh on Gloo.
+GroupBackendPlan plan_group_backends(const RunConfig& config, const MachineGpus& machine);
+// The same on this machine; probes the GPUs only for --backend nccl, so a
+// Gloo job never initialises CUDA.
+GroupBackendPlan plan_group_backends_here(const RunConfig& config);
 
 }  // namespace lockstep

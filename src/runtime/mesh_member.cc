@@ -8,14 +8,13 @@
 
 #include "lockstep/digest.h"
 #include "lockstep/error.h"
+#include "gpu_rank.h"
 #include "lockstep/tripwire.h"
 
 namespace lockstep {
 namespace {
 
 constexpr std::string_view kMesh = "mesh";
-
-int tp_rank_of(const RankContext& context) { return context.rank - context.config.first_mesh_rank(); }
 
 std::uint64_t digest_floats(std::span<const float> values) {
   return digest_bytes(values.data(), values.size_bytes());
@@ -24,10 +23,10 @@ std::uint64_t digest_floats(std::span<const float> values) {
 // Every mesh rank derives every shard's expected fingerprint from the seed,
 // so a shard mutated on one rank is named by the others too (H2).
 std::vector<std::uint64_t> expected_fingerprints(const ModelConfig& config, std::uint64_t seed,
-                                                 int tp_size) {
+                                                 int tp_size, WeightStorage storage) {
   std::vector<std::uint64_t> expected;
   for (int tp_rank = 0; tp_rank < tp_size; ++tp_rank) {
-    expected.push_back(weight_shard_fingerprint(config, seed, tp_rank, tp_size));
+    expected.push_back(weight_shard_fingerprint(config, seed, tp_rank, tp_size, storage));
   }
   return expected;
 }
@@ -41,19 +40,15 @@ void pad_stage_time(std::chrono::steady_clock::time_point started, double minimu
 
 }  // namespace
 
-void MeshAllReduce::all_reduce_sum(float* data, std::size_t count) {
-  context_.comm.all_reduce(kMesh, data, count, DType::kF32, ReduceOp::kSum, context_.deadline());
-}
-
 MeshMember::MeshMember(const RankContext& context)
     : context_(context),
       config_(model_config_from_name(context.config.model)),
-      all_reduce_(context),
-      model_(config_, tp_rank_of(context), context.config.mesh_size(), context.config.seed, all_reduce_) {
-  std::uint64_t loaded = model_.weight_fingerprint();
+      generator_(context.gpu != nullptr ? context.gpu->make_generator(context) : make_cpu_generator(context)) {
+  std::uint64_t loaded = generator_->weight_fingerprint();
   if (context.fires(FaultId::kH2, 0, context.config.nproc - 1, 0)) loaded ^= 1;  // a flipped bit
   check_weight_fingerprints(context.comm, kMesh, loaded,
-                            expected_fingerprints(config_, context.config.seed, context.config.mesh_size()),
+                            expected_fingerprints(config_, context.config.seed, context.config.mesh_size(),
+                                                  generator_->weight_storage()),
                             std::chrono::milliseconds(context.config.startup_deadline_ms));
 }
 
@@ -81,16 +76,15 @@ void MeshMember::check_geometry(const Envelope& envelope, std::size_t latents_fl
 // Lifecycle events before the first collective of the chunk (F3).
 void MeshMember::prepare_cache(const Envelope& envelope) {
   const Plan& plan = *envelope.plan;
-  KvCache& cache = model_.cache();
   const auto bias = static_cast<float>(plan.attention_bias);
   if (plan.init_cache) {
-    cache.hard_cut();
-    cache.init(envelope.ids.cache_epoch,
-               static_cast<std::int64_t>(envelope.ids.chunk_index) * config_.frames_per_chunk, bias);
-  } else if (cache.attention_bias() != bias) {
-    cache.set_attention_bias(bias);
+    generator_->kv_hard_cut();
+    generator_->kv_init(envelope.ids.cache_epoch,
+                        static_cast<std::int64_t>(envelope.ids.chunk_index) * config_.frames_per_chunk, bias);
+  } else if (generator_->kv().attention_bias() != bias) {
+    generator_->kv_set_attention_bias(bias);
   }
-  cache.require(plan.do_kv_recompute ? KvEvent::kRecompute : KvEvent::kAppend);
+  generator_->kv().require(plan.do_kv_recompute ? KvEvent::kRecompute : KvEvent::kAppend);
 }
 
 void MeshMember::before_generator_call(const Plan& plan, std::uint32_t observed) const {
@@ -102,16 +96,15 @@ void MeshMember::before_generator_call(const Plan& plan, std::uint32_t observed)
   }
 }
 
-void MeshMember::run_generator(const Envelope& envelope, std::span<float> x,
-                               std::span<const float> context_override) {
+void MeshMember::run_generator(const Envelope& envelope, std::span<const float> context_override) {
   const Plan& plan = *envelope.plan;
-  const std::uint64_t calls_before = model_.generator_calls();
-  const auto observed = [&] { return static_cast<std::uint32_t>(model_.generator_calls() - calls_before); };
+  const std::uint64_t calls_before = generator_->generator_calls();
+  const auto observed = [&] { return static_cast<std::uint32_t>(generator_->generator_calls() - calls_before); };
   context_.comm.set_phase(Phase::kGenerator);
   context_.recorder.set_phase("generator");
   if (plan.do_kv_recompute) {
     before_generator_call(plan, observed());
-    model_.recompute(context_override);
+    generator_->recompute(context_override);
   }
   const bool extra_call = context_.fires(FaultId::kB5, static_cast<std::int64_t>(envelope.ids.chunk_index),
                                          context_.config.nproc - 1, 2);
@@ -119,9 +112,9 @@ void MeshMember::run_generator(const Envelope& envelope, std::span<float> x,
   for (std::size_t step = 0; step < steps; ++step) {
     before_generator_call(plan, observed());
     if (step == 0) context_.recorder.commit("first_generator_collective", kMesh);
-    model_.denoise(x, static_cast<float>(plan.timesteps[step % plan.timesteps.size()]));
+    generator_->denoise(static_cast<float>(plan.timesteps[step % plan.timesteps.size()]));
   }
-  model_.commit_chunk();
+  generator_->commit_chunk();
   context_.comm.set_phase(Phase::kControl);
   context_.recorder.set_phase("control");
 }
@@ -131,13 +124,13 @@ void MeshMember::inject_chunk_faults(const Envelope& envelope, std::span<float> 
   const auto chunk = static_cast<std::int64_t>(envelope.ids.chunk_index);
   const int last = context_.config.nproc - 1;
   if (context_.fires(FaultId::kH1, chunk, last, 2)) x[0] += 1e-3f;
-  if (context_.fires(FaultId::kF2, chunk, last, 2)) {
-    KvCache& cache = model_.cache();  // an out-of-band reset nobody planned
-    cache.hard_cut();
-    cache.init(envelope.ids.cache_epoch, 0, cache.attention_bias());
+  if (context_.fires(FaultId::kF2, chunk, last, 2)) {  // an out-of-band reset nobody planned
+    const float bias = generator_->kv().attention_bias();
+    generator_->kv_hard_cut();
+    generator_->kv_init(envelope.ids.cache_epoch, 0, bias);
   }
   if (context_.fires(FaultId::kF3, chunk, last, 2)) {
-    model_.cache().init(envelope.ids.cache_epoch, 0, 0.0f);  // init on a live cache: illegal
+    generator_->kv_init(envelope.ids.cache_epoch, 0, 0.0f);  // init on a live cache: illegal
   }
   if (context_.fires(FaultId::kB2, chunk, last, 2)) {
     context_.comm.set_phase(Phase::kGenerator);
@@ -163,11 +156,13 @@ ChunkOutcome MeshMember::run_chunk(const Envelope& envelope, std::span<const flo
   inject_chunk_faults(envelope, outcome.output);
   outcome.input_digest = digest_combine(digest_floats(outcome.output), digest_floats(context_override));
   prepare_cache(envelope);
-  const std::uint64_t calls_before = model_.generator_calls();
-  run_generator(envelope, outcome.output, context_override);
-  outcome.observed_generator_calls = static_cast<std::uint32_t>(model_.generator_calls() - calls_before);
-  outcome.kv_state_digest = model_.cache().state_digest();
-  outcome.kv_frames = static_cast<std::uint32_t>(model_.cache().frames_held());
+  generator_->load(outcome.output);
+  const std::uint64_t calls_before = generator_->generator_calls();
+  run_generator(envelope, context_override);
+  generator_->read_output(outcome.output);
+  outcome.observed_generator_calls = static_cast<std::uint32_t>(generator_->generator_calls() - calls_before);
+  outcome.kv_state_digest = generator_->kv().state_digest();
+  outcome.kv_frames = static_cast<std::uint32_t>(generator_->kv().frames_held());
   pad_stage_time(started, context_.config.generate_ms);
   check_chunk_digests(context_.comm, kMesh, outcome.input_digest, outcome.kv_state_digest, context_.deadline());
   outcome.ledger_digest = context_.comm.ledger_snapshot(kMesh).digest;

@@ -1,29 +1,21 @@
 // One mesh rank's generator side (SPEC §4B, §4F, §4H, §5): applies an admitted
-// INFER envelope to the KV cache and the reference model, counts generator
-// calls against the plan, and runs the per-chunk cross-rank check. Used by the
-// leader and worker loops (pp) and by rank 0 in tp.
+// INFER envelope to the KV cache and the model (CPU or CUDA, behind
+// MeshGenerator), counts generator calls against the plan, and runs the
+// per-chunk cross-rank check. Used by the leader and worker loops (pp) and by
+// rank 0 in tp.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "lockstep/envelope.h"
-#include "lockstep/reference_model.h"
-#include "lockstep/tensor_parallel_ops.h"
+#include "lockstep/model_config.h"
+#include "mesh_generator.h"
 #include "rank_context.h"
 
 namespace lockstep {
-
-// The mesh's all-reduces for the model, through the guarded communicator.
-class MeshAllReduce final : public TensorParallelOps {
- public:
-  explicit MeshAllReduce(const RankContext& context) : context_(context) {}
-  void all_reduce_sum(float* data, std::size_t count) override;
-
- private:
-  const RankContext& context_;
-};
 
 struct ChunkOutcome {
   std::vector<float> output;  // [tokens_per_chunk × dim]
@@ -38,8 +30,9 @@ struct ChunkOutcome {
 
 class MeshMember {
  public:
-  // Generates this rank's weight shard and checks every mesh rank's shard
-  // fingerprint (H2). Blocking: one small all_gather over `mesh`.
+  // Loads this rank's weight shard (on the GPU when context.gpu is set) and
+  // checks every mesh rank's shard fingerprint (H2). Blocking: one small
+  // all_gather over `mesh`.
   explicit MeshMember(const RankContext& context);
 
   // Runs one INFER envelope. `latents` and `context_override` are the
@@ -56,15 +49,13 @@ class MeshMember {
   void check_geometry(const Envelope& envelope, std::size_t latents_floats,
                       std::size_t context_floats) const;
   void prepare_cache(const Envelope& envelope);
-  void run_generator(const Envelope& envelope, std::span<float> x,
-                     std::span<const float> context_override);
+  void run_generator(const Envelope& envelope, std::span<const float> context_override);
   void before_generator_call(const Plan& plan, std::uint32_t observed) const;
   void inject_chunk_faults(const Envelope& envelope, std::span<float> x);
 
   const RankContext& context_;
   ModelConfig config_;
-  MeshAllReduce all_reduce_;
-  ReferenceModel model_;
+  std::unique_ptr<MeshGenerator> generator_;
 };
 
 }  // namespace lockstep

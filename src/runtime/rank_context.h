@@ -1,6 +1,7 @@
 // Everything one rank process of `lockstep run` shares across its loops: the
-// configuration, the guarded communicator, the guard objects and the wire
-// context. Built once by rank_main.cc; the loops borrow it.
+// configuration, the guarded communicator, the guard objects, the wire
+// context and, with --backend nccl, the rank's GPU. Built once by
+// rank_main.cc; the loops borrow it.
 #pragma once
 
 #include <chrono>
@@ -18,6 +19,8 @@
 
 namespace lockstep {
 
+class GpuRank;
+
 struct RankContext {
   const RunConfig& config;
   int rank = -1;
@@ -32,6 +35,7 @@ struct RankContext {
   const FaultPlan& faults;
   FrameContext frame_context;  // negotiated version, sender rank, token digest
   FrameExpectations expect;    // what every received frame must carry
+  GpuRank* gpu = nullptr;      // set when this rank drives a GPU for the mesh
 
   std::chrono::milliseconds deadline() const { return std::chrono::milliseconds(config.deadline_ms); }
   bool is_stage0() const { return rank == 0; }

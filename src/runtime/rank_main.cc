@@ -2,14 +2,19 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "control_channels.h"
+#include "gpu_rank.h"
+#include "lockstep/assert.h"
+#include "lockstep/backend_selection.h"
 #include "lockstep/digest.h"
 #include "lockstep/error.h"
 #include "lockstep/gloo_backend.h"
@@ -51,7 +56,8 @@ std::string plan_schedule_id(const RunConfig& config) {
          ",chunks=" + std::to_string(config.chunks);
 }
 
-ParityInputs parity_inputs(const RunConfig& config, int rank, const FaultPlan& faults, const GroupTable& table) {
+ParityInputs parity_inputs(const RunConfig& config, int rank, const FaultPlan& faults, const GroupTable& table,
+                           const GroupBackendPlan& backends) {
   const int last = config.nproc - 1;
   ParityInputs inputs;
   if (faults.active(FaultId::kA4, rank, last)) inputs.protocol = VersionRange{kProtocolVersionMax + 1, kProtocolVersionMax + 1};
@@ -60,13 +66,16 @@ ParityInputs parity_inputs(const RunConfig& config, int rank, const FaultPlan& f
   inputs.plan_id = plan_schedule_id(config);
   inputs.group_table_digest = table.digest();
   inputs.model_config_digest = model_config_digest(model_config_from_name(config.model));
-  inputs.dtype = "f32";
+  const bool gpu_mesh = backends.backend_of_group.at(std::string(kGroupMesh)) == "nccl";
+  inputs.dtype = gpu_mesh ? "bf16" : "f32";
   inputs.graph_capture = faults.active(FaultId::kG1, rank, last);
-  inputs.resolved = {{"backend.mesh", config.backend}, {"backend.boundary", "gloo"}, {"kernel.matmul", "openblas_sgemm"}};
+  inputs.resolved = {{"backend.world", backends.backend_of_group.at(std::string(kGroupWorld))},
+                     {"backend.mesh", backends.backend_of_group.at(std::string(kGroupMesh))},
+                     {"kernel.matmul", gpu_mesh ? "cublas_bf16" : "openblas_sgemm"}};
   inputs.gating_flags = {{"extra_norm_all_reduce", faults.active(FaultId::kB4, rank, last) ? "on" : "off"},
                          {"depth_in", std::to_string(config.depth_in)},
                          {"heartbeat_ms", std::to_string(config.heartbeat_ms)}};
-  inputs.parity_env = {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "LOCKSTEP_GLOO_IFACE"};
+  inputs.parity_env = {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "LOCKSTEP_GLOO_IFACE", "CUDA_VISIBLE_DEVICES"};
   return inputs;
 }
 
@@ -89,6 +98,28 @@ void write_rank_counters(const RankContext& context, const MeshLoop* loop) {
   }
   write_json_file(std::filesystem::path(context.job_dir) / "ranks" / ("rank-" + std::to_string(context.rank) + ".json"),
                   counters.dump());
+}
+
+// The backends of the groups `rank` belongs to: a rank connects only those,
+// so a CPU-only rank never needs an NCCL factory.
+std::map<std::string, std::string> member_backends(const GroupBackendPlan& plan, const GroupTable& table, int rank) {
+  std::map<std::string, std::string> backends;
+  for (const GroupSpec& group : table.groups()) {
+    if (std::find(group.member_ranks.begin(), group.member_ranks.end(), rank) == group.member_ranks.end()) continue;
+    backends.emplace(group.name, plan.backend_of_group.at(group.name));
+  }
+  return backends;
+}
+
+// The GPU this rank drives for an NCCL mesh; null when it drives none.
+std::unique_ptr<GpuRank> open_rank_gpu(const GroupBackendPlan& plan, const GroupTable& table, int rank) {
+  const auto backends = member_backends(plan, table, rank);
+  const bool on_nccl = std::any_of(backends.begin(), backends.end(),
+                                   [](const auto& group_backend) { return group_backend.second == "nccl"; });
+  if (!on_nccl) return nullptr;
+  const int gpu_index = plan.device_of_rank.at(static_cast<std::size_t>(rank)).gpu_index;
+  LOCKSTEP_ASSERT(gpu_index >= 0);
+  return open_gpu_rank(gpu_index);
 }
 
 // The role's loop, once everything is connected and checked.
@@ -147,12 +178,18 @@ int run_rank(const RunConfig& config) {
   try {
     const FaultPlan faults(config.injections);
     const GroupTable table = group_table_for(config, env.rank, faults);
+    const GroupBackendPlan backends = plan_group_backends_here(config);
     const ParityOutcome parity = exchange_parity(
-        *store, make_parity_record(env.rank, parity_inputs(config, env.rank, faults, table)), env.world_size, startup);
-    GlooBackendFactory factory(gloo_options_from_environment());
+        *store, make_parity_record(env.rank, parity_inputs(config, env.rank, faults, table, backends)),
+        env.world_size, startup);
+    // Outlives the communicator: its NCCL backends order against the GPU's stream.
+    const std::unique_ptr<GpuRank> gpu = open_rank_gpu(backends, table, env.rank);
+    GlooBackendFactory gloo(gloo_options_from_environment());
+    GroupBackendRouter router({{"gloo", &gloo}, {"nccl", gpu != nullptr ? &gpu->nccl_factory() : nullptr}},
+                              member_backends(backends, table, env.rank));
     GuardObserver observers(recorder, &watchdog);
     CommunicatorOptions comm_options{env.rank, table, make_standard_phase_policy(), Phase::kStartup, startup};
-    Communicator comm(comm_options, factory, *store, &observers);
+    Communicator comm(comm_options, router, *store, &observers);
     try {
       fatal.set_abort_action(faults.active(FaultId::kC5, env.rank, config.nproc - 1)
                                  ? std::function<void()>(hang_forever)
@@ -161,7 +198,8 @@ int run_rank(const RunConfig& config) {
       RankContext context{config, env.rank, env.world_size, env.job_id, env.job_dir, *store, comm, recorder,
                           watchdog, fatal, faults,
                           FrameContext{parity.protocol_version, env.rank, job_token_digest(env.job_token)},
-                          FrameExpectations{job_token_digest(env.job_token), parity.protocol_version}};
+                          FrameExpectations{job_token_digest(env.job_token), parity.protocol_version},
+                          gpu.get()};
       run_role(context);
       watchdog.stop();
       if (config.dump_on_exit) fatal.dump_now({DumpReasonKind::kExit, "exit", "clean end of the stream", 0});

@@ -41,12 +41,6 @@ void RunConfig::validate() const {
   require(depth_out >= 1 && depth_out <= static_cast<int>(kQueueCapacityMax),
           "--depth-out must be in 1.." + std::to_string(static_cast<int>(kQueueCapacityMax)));
   require(backend == "gloo" || backend == "nccl", "--backend '" + backend + "': valid: gloo, nccl");
-  // Refused rather than silently run on Gloo: the NCCL backend and the CUDA
-  // model exist and are tested (ctest -L gpu), but the reference job does
-  // not yet drive a CudaModel on an NCCL mesh group.
-  require(backend == "gloo",
-          "--backend nccl: the reference job cannot run its mesh on NCCL yet (the NCCL backend and CUDA model "
-          "are exercised by `ctest -L gpu` and lockstep_gpu_probe); use --backend gloo");
   require(decode_ms >= 0 && decode_ms <= 60'000, "--decode-ms must be in 0..60000");
   require(generate_ms >= 0 && generate_ms <= 60'000, "--generate-ms must be in 0..60000");
   require(deadline_ms >= 10 && deadline_ms <= 600'000, "--deadline-ms must be in 10..600000");
@@ -62,6 +56,40 @@ void RunConfig::validate() const {
               std::to_string(mesh_size()) + " ranks cannot split evenly (tensor parallelism shards heads)");
   require(injections.size() <= kInjectionsMax,
           "at most " + std::to_string(kInjectionsMax) + " --inject values");
+}
+
+GroupBackendPlan plan_group_backends(const RunConfig& config, const MachineGpus& machine) {
+  config.validate();
+  const GroupTable table = make_standard_group_table(config.topology, config.nproc);
+  GroupBackendPlan plan;
+  const bool nccl = config.backend == "nccl";
+  require(!nccl || machine.cuda_built,
+          "--backend nccl: this lockstep was built without CUDA (nvcc was not found when it was configured); "
+          "rebuild where nvcc is installed, or use --backend gloo");
+  const bool stage0_cpu_only = config.topology != Topology::kTp;
+  plan.device_of_rank = assign_devices_one_host(config.nproc, stage0_cpu_only, nccl ? machine.visible : 0);
+  for (const GroupSpec& group : table.groups()) {
+    if (group.name != kGroupMesh || !nccl) {
+      plan.backend_of_group[group.name] = "gloo";
+      continue;
+    }
+    const GroupBackendChoice choice = choose_group_backend(group.name, group.member_ranks, plan.device_of_rank,
+                                                           /*nccl_available=*/machine.visible > 0);
+    const int gpus_needed = config.mesh_size();
+    require(choice.backend == "nccl",
+            "--backend nccl: topology " + std::string(topology_name(config.topology)) + " with --nproc " +
+                std::to_string(config.nproc) + " has " + std::to_string(gpus_needed) +
+                " mesh ranks and NCCL needs a GPU for each, " + std::to_string(gpus_needed) +
+                " in all; this machine shows " + std::to_string(machine.visible) + " (" + choice.reason +
+                "). On one GPU run --topology pp0 --nproc 2 or --topology tp --nproc 1; or use --backend gloo");
+    plan.backend_of_group[group.name] = "nccl";
+    plan.mesh_reason = choice.reason;
+  }
+  return plan;
+}
+
+GroupBackendPlan plan_group_backends_here(const RunConfig& config) {
+  return plan_group_backends(config, config.backend == "nccl" ? probe_machine_gpus() : MachineGpus{});
 }
 
 }  // namespace lockstep

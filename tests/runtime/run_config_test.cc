@@ -117,10 +117,61 @@ TEST(RunConfig, RangesAreNamed) {
   EXPECT_THROW(model.validate(), Error);
 }
 
-TEST(RunConfig, NcclMeshIsRefusedNotSilentlyReplaced) {
+std::string plan_error(const RunConfig& config, const MachineGpus& machine) {
+  try {
+    plan_group_backends(config, machine);
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument);
+    return error.what();
+  }
+  ADD_FAILURE() << "plan_group_backends accepted the config";
+  return {};
+}
+
+RunConfig nccl_config(Topology topology, int nproc) {
   RunConfig config;
+  config.topology = topology;
+  config.nproc = nproc;
   config.backend = "nccl";
-  EXPECT_NE(error_of(config).find("--backend nccl"), std::string::npos);
+  return config;
+}
+
+// Issue 8: on one GPU the mesh runs over NCCL, the groups that carry Stage
+// 0's host traffic over Gloo, and Stage 0 drives no GPU.
+TEST(GroupBackendPlan, Pp0OnOneGpuPutsOnlyTheMeshOnNccl) {
+  const GroupBackendPlan plan = plan_group_backends(nccl_config(Topology::kPp0, 2), MachineGpus{true, 1});
+  EXPECT_EQ(plan.backend_of_group.at("mesh"), "nccl");
+  EXPECT_EQ(plan.backend_of_group.at("world"), "gloo");
+  EXPECT_EQ(plan.backend_of_group.at("boundary"), "gloo");
+  EXPECT_EQ(plan.device_of_rank.at(0).gpu_index, -1);
+  EXPECT_EQ(plan.device_of_rank.at(1).gpu_index, 0);
+  const GroupBackendPlan tp = plan_group_backends(nccl_config(Topology::kTp, 1), MachineGpus{true, 1});
+  EXPECT_EQ(tp.backend_of_group.at("mesh"), "nccl");
+  EXPECT_EQ(tp.device_of_rank.at(0).gpu_index, 0);  // tp's rank 0 is in the mesh
+}
+
+TEST(GroupBackendPlan, AMeshWiderThanTheGpusIsRefusedWithTheCount) {
+  const std::string message = plan_error(nccl_config(Topology::kPp1, 3), MachineGpus{true, 1});
+  EXPECT_NE(message.find("2 mesh ranks"), std::string::npos) << message;
+  EXPECT_NE(message.find("this machine shows 1"), std::string::npos) << message;
+  EXPECT_NE(message.find("share GPU 0"), std::string::npos) << message;
+  EXPECT_NE(message.find("--topology pp0 --nproc 2"), std::string::npos) << message;
+  const std::string none = plan_error(nccl_config(Topology::kPp0, 2), MachineGpus{true, 0});
+  EXPECT_NE(none.find("this machine shows 0"), std::string::npos) << none;
+  EXPECT_EQ(plan_group_backends(nccl_config(Topology::kPp1, 3), MachineGpus{true, 2}).backend_of_group.at("mesh"),
+            "nccl");
+}
+
+TEST(GroupBackendPlan, ABinaryWithoutCudaSaysSo) {
+  const std::string message = plan_error(nccl_config(Topology::kPp0, 2), MachineGpus{false, 0});
+  EXPECT_NE(message.find("built without CUDA"), std::string::npos) << message;
+}
+
+TEST(GroupBackendPlan, GlooRunsEveryGroupOnGlooWithoutLookingForGpus) {
+  RunConfig config;  // pp1, 3 ranks, gloo
+  const GroupBackendPlan plan = plan_group_backends(config, MachineGpus{false, 0});
+  for (const auto& [group, backend] : plan.backend_of_group) EXPECT_EQ(backend, "gloo") << group;
+  EXPECT_EQ(plan.backend_of_group.size(), 3u);
 }
 
 TEST(ChunkProtocol, PlanFollowsTheSchedule) {

@@ -72,7 +72,9 @@ RunConfig finish_config(RunOptions& o) {
   RunConfig config = o.config;
   config.topology = parse_topology(o.topology);
   for (const std::string& text : o.injections) config.injections.push_back(parse_injection(text));
-  config.validate();
+  // Validates, and refuses a mesh this machine's GPUs cannot hold before any
+  // rank starts.
+  plan_group_backends_here(config);
   return config;
 }
 
