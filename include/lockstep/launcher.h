@@ -89,12 +89,19 @@ struct LaunchResult {
   LaunchEnd end = LaunchEnd::kSuccess;
   std::vector<RankStatus> ranks;  // indexed by rank
   int first_failed_rank = -1;     // set when end == kRankFailed
+  // The rank whose failure the others followed, set when end == kRankFailed:
+  // the first failed rank that did not end as a follower does (exit
+  // peer_failure, 128+SIGTERM, or a signal after the launcher's stop). A rank
+  // that sees its peer die often exits before the dying rank is reaped, so
+  // first_failed_rank alone would blame the witness. Equals first_failed_rank
+  // when every failed rank ended as a follower.
+  int cause_rank = -1;
   // The first SIGTERM/SIGINT/SIGHUP the launcher received, whatever the end.
   int launcher_signal = 0;
   int stopped_ranks = 0;          // ranks still running when the stop began
   std::int64_t wall_ms = 0;
-  // 0 on success; the first failed rank's exit code, or 128+signal when it
-  // died by a signal; exit_code_for(kTimeout) on timeout; 128+signal when the
+  // 0 on success; the cause rank's exit code, or 128+signal when it died by
+  // a signal; exit_code_for(kTimeout) on timeout; 128+signal when the
   // launcher was signalled.
   int exit_code = 0;
   std::string summary;                  // one line, no newline

@@ -92,10 +92,16 @@ std::string summarize(const LaunchResult& result) {
       return head + plural(static_cast<int>(result.ranks.size()), "rank") + " exited 0" + after;
     case LaunchEnd::kRankFailed: {
       const RankStatus& first = result.ranks.at(static_cast<std::size_t>(result.first_failed_rank));
-      return head + "rank " + std::to_string(first.rank) + " failed first: " +
-             describe_rank_end(first) + " after " + seconds_text(first.ended_after_ms) +
-             "; stopped " + std::to_string(result.stopped_ranks) +
-             (result.stopped_ranks == 1 ? " other" : " others");
+      const RankStatus& cause = result.ranks.at(static_cast<std::size_t>(result.cause_rank));
+      const std::string first_text = "rank " + std::to_string(first.rank) + " failed first: " +
+                                     describe_rank_end(first) + " after " +
+                                     seconds_text(first.ended_after_ms);
+      const std::string stopped = "; stopped " + std::to_string(result.stopped_ranks) +
+                                  (result.stopped_ranks == 1 ? " other" : " others");
+      if (cause.rank == first.rank) return head + first_text + stopped;
+      return head + "rank " + std::to_string(cause.rank) + " caused the failure: " +
+             describe_rank_end(cause) + " after " + seconds_text(cause.ended_after_ms) + " (" +
+             first_text + ")" + stopped;
     }
     case LaunchEnd::kTimeout:
       return head + "job timed out" + after + "; stopped " + plural(result.stopped_ranks, "rank");
@@ -124,7 +130,7 @@ void write_launch_json(const LaunchResult& result) {
       {"format", "lockstep.launch"}, {"version", kJsonFormatVersion},
       {"job_id", result.job_id}, {"job_dir", result.job_dir},
       {"end", end_name(result.end)}, {"exit_code", result.exit_code},
-      {"first_failed_rank", result.first_failed_rank},
+      {"first_failed_rank", result.first_failed_rank}, {"cause_rank", result.cause_rank},
       {"launcher_signal", result.launcher_signal}, {"stopped_ranks", result.stopped_ranks},
       {"wall_ms", result.wall_ms}, {"summary", result.summary},
       {"dump_files", result.dump_files}, {"ranks", ranks},

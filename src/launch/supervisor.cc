@@ -15,6 +15,7 @@
 #include "lockstep/assert.h"
 #include "lockstep/clock.h"
 #include "lockstep/error.h"
+#include "lockstep/fatal.h"
 
 namespace lockstep::launch_detail {
 namespace {
@@ -26,6 +27,13 @@ constexpr int kTickMs = 100;
 // a descendant that left the rank's process group may hold them open.
 constexpr std::int64_t kDrainMs = 1000;
 constexpr std::int64_t kNsPerMs = 1'000'000;
+
+// How a rank ends when it only followed another's failure: it saw the peer
+// fail (peer_failure), or the launcher's stop ended it.
+bool ended_as_follower(const RankStatus& status) {
+  if (status.end == RankStatus::End::kSignaled) return status.stopped_by_launcher;
+  return status.code == exit_code_for(ErrorCode::kPeerFailure) || status.code == kExitTerminated;
+}
 
 Fd open_devnull() {
   Fd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
@@ -189,9 +197,13 @@ void Supervisor::record_exit(int rank, int wait_status) {
   }
   status.ended_after_ms = elapsed_ms();
   const bool failed = status.end == RankStatus::End::kSignaled || status.code != 0;
-  if (failed && !stopping_) {
+  if (!failed) return;
+  if (!stopping_) {
     result_.first_failed_rank = rank;
     begin_stop(LaunchEnd::kRankFailed);
+  }
+  if (result_.end == LaunchEnd::kRankFailed && result_.cause_rank < 0 && !ended_as_follower(status)) {
+    result_.cause_rank = rank;
   }
 }
 
@@ -243,8 +255,8 @@ void Supervisor::finish_result() {
   switch (result_.end) {
     case LaunchEnd::kSuccess: result_.exit_code = 0; break;
     case LaunchEnd::kRankFailed:
-      result_.exit_code =
-          exit_code_of(result_.ranks[static_cast<std::size_t>(result_.first_failed_rank)]);
+      if (result_.cause_rank < 0) result_.cause_rank = result_.first_failed_rank;
+      result_.exit_code = exit_code_of(result_.ranks[static_cast<std::size_t>(result_.cause_rank)]);
       break;
     case LaunchEnd::kTimeout: result_.exit_code = exit_code_for(ErrorCode::kTimeout); break;
     case LaunchEnd::kLauncherSignaled:

@@ -167,6 +167,34 @@ TEST(Launch, RanksThatHonourSigtermStopWithoutWaitingForTheGrace) {
   EXPECT_NE(result.summary.find("stopped 2 others"), std::string::npos) << result.summary;
 }
 
+// Rank 0 exits peer_failure at once, as a rank does that sees its peer's
+// poison before the poisoning rank is reaped; rank 1 ends with its own error
+// when the stop reaches it. The job's exit is rank 1's, not the witness's.
+TEST(Launch, JobExitComesFromTheCauseNotFromTheFirstFollowerReaped) {
+  ScratchDir dir;
+  LaunchOptions options = sh_job(
+      dir, 3,
+      "if [ \"$RANK\" = 0 ]; then wait_ready 2; exit 21; fi; "
+      "if [ \"$RANK\" = 1 ]; then trap 'exit 42' TERM; fi; "
+      "touch \"$LOCKSTEP_JOB_DIR/ready-$RANK\"; sleep 100 & wait");
+  options.grace_ms = 15000;
+  const LaunchResult result = launch(options);
+
+  EXPECT_EQ(result.end, LaunchEnd::kRankFailed);
+  EXPECT_EQ(result.first_failed_rank, 0);
+  EXPECT_EQ(result.cause_rank, 1);
+  EXPECT_EQ(result.exit_code, 42);
+  EXPECT_EQ(result.ranks[2].end, RankStatus::End::kSignaled) << "rank 2 only followed the stop";
+  EXPECT_NE(result.summary.find("rank 1 caused the failure: exit 42 (kv_lifecycle) after"), std::string::npos)
+      << result.summary;
+  EXPECT_NE(result.summary.find("(rank 0 failed first: exit 21 (peer_failure) after"),
+            std::string::npos)
+      << result.summary;
+  const auto json = nlohmann::json::parse(read_file(dir.path() / "launch.json"));
+  EXPECT_EQ(json.at("cause_rank"), 1);
+  EXPECT_EQ(json.at("exit_code"), 42);
+}
+
 TEST(Launch, RankKilledBySignalReportsSignalAndExitCode128Plus) {
   ScratchDir dir;
   LaunchOptions options = sh_job(
@@ -230,6 +258,7 @@ TEST(Launch, FailureListsDumpsAndCallsOnFailureOnceAfterEveryRankIsGone) {
   const auto json = nlohmann::json::parse(read_file(dir.path() / "launch.json"));
   EXPECT_EQ(json.at("dump_files").get<std::vector<std::string>>(), expected);
   EXPECT_EQ(json.at("first_failed_rank"), 1);
+  EXPECT_EQ(json.at("cause_rank"), 1) << "every other rank only followed the stop";
   EXPECT_EQ(json.at("end"), "rank_failed");
 }
 

@@ -143,6 +143,7 @@ int report_failure(const LaunchResult& result, bool json) {
     nlohmann::json out = {{"ok", false},
                           {"exit_code", result.exit_code},
                           {"first_failed_rank", result.first_failed_rank},
+                          {"cause_rank", result.cause_rank},
                           {"summary", result.summary},
                           {"job_dir", result.job_dir},
                           {"doctor", nlohmann::json::parse(format_json(diagnosis))}};
