@@ -128,6 +128,9 @@ void run_role(RankContext& context) {
   context.comm.set_phase(Phase::kStartup);
   std::optional<MeshMember> member;
   if (context.in_mesh()) member.emplace(context);  // weight fingerprints (H2)
+  // Steady-state deadlines start once every rank is ready: a mesh still
+  // loading a large model must not spend Stage 0's first-result deadline.
+  context.comm.barrier(kGroupWorld, milliseconds(context.config.startup_deadline_ms));
   context.comm.set_phase(Phase::kControl);
   context.recorder.set_phase("control");
   context.watchdog.enter_steady_state();
