@@ -32,3 +32,17 @@ cmake --build build/gpu -j 16 --target "${targets[@]}" > "$out/build.log" 2>&1 \
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 ctest --test-dir build/gpu -L gpu --output-on-failure 2>&1 | tee "$out/ctest-gpu.log"
 build/gpu/tests/gpu/lockstep_gpu_probe --steps 20 --model-calls 10 2>&1 | tee "$out/probe.log"
+# The same pp0 stream over Gloo and over NCCL, one after the other on this
+# machine (BENCHMARKS.md "GPU mesh": compare the two, not across machines).
+stream=(--topology pp0 --nproc 2 --model small --chunks 60 --hard-cut-every 0 --recompute-every 0
+        --decode-ms 0 --generate-ms 0)
+for backend in gloo nccl; do
+  echo "== backend $backend" | tee -a "$out/run-compare.log"
+  build/gpu/lockstep run "${stream[@]}" --backend "$backend" 2>&1 | tee -a "$out/run-compare.log"
+done
+# A 14B-video-DiT-shaped layer on the one GPU mesh rank (the CPU cannot run it
+# at speed); start-up covers the weight load and its CPU-derived fingerprint.
+echo "== dit14b-layer nccl" | tee "$out/run-dit14b.log"
+/usr/bin/time -f "wall %e s, max rss %M KiB" build/gpu/lockstep run --topology pp0 --nproc 2 \
+  --model dit14b-layer --chunks 8 --backend nccl --decode-ms 0 --generate-ms 0 --startup-deadline-ms 120000 \
+  2>&1 | tee -a "$out/run-dit14b.log"
