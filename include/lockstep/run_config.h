@@ -32,6 +32,9 @@ struct RunConfig {
   int depth_out = 2;                  // D_out
   std::string model = "tiny";
   std::string backend = "gloo";
+  // CUDA-graph capture of each denoise call (--backend nccl, mesh of one
+  // rank); part of the parity record.
+  bool graph_capture = false;
   std::uint64_t seed = 1234;
   double decode_ms = 8.0;             // Stage 0 decode cost per chunk (balanced with generate_ms)
   double generate_ms = 8.0;           // the mesh minimum time per chunk

@@ -1,5 +1,6 @@
 // gpu_rank.h with CUDA: the NCCL factory and the CUDA model on one stream.
 #include <chrono>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -36,6 +37,14 @@ class GuardedDeviceSums final : public CudaTensorParallelOps {
   void* const stream_;
 };
 
+// The sums the model runs: guarded ones, or, for graph capture (a mesh of
+// one rank, RunConfig::validate), the identity that a graph can hold.
+std::unique_ptr<CudaTensorParallelOps> mesh_sums(const RankContext& context, void* stream) {
+  if (!context.config.graph_capture) return std::make_unique<GuardedDeviceSums>(context, stream);
+  LOCKSTEP_ASSERT(context.config.mesh_size() == 1);
+  return make_single_rank_tp_ops();
+}
+
 std::uint64_t fingerprint_loaded(CudaModel& model, std::chrono::milliseconds timeout) {
   DigestStream digest;
   model.visit_weights([&digest](std::span<const std::uint8_t> piece) { digest.update(piece); }, timeout);
@@ -50,8 +59,9 @@ class CudaGenerator final : public MeshGenerator {
   CudaGenerator(const RankContext& context, int device_index, void* stream)
       : context_(context),
         config_(model_config_from_name(context.config.model)),
-        sums_(context, stream),
-        model_(config_, context.config.seed, sums_, CudaModelOptions{device_index, false, stream}),
+        sums_(mesh_sums(context, stream)),
+        model_(config_, context.config.seed, *sums_,
+               CudaModelOptions{device_index, context.config.graph_capture, stream}),
         ring_(config_.window_frames),
         weight_fingerprint_(fingerprint_loaded(model_, std::chrono::milliseconds(context.config.startup_deadline_ms))) {}
 
@@ -106,7 +116,7 @@ class CudaGenerator final : public MeshGenerator {
 
   const RankContext& context_;
   const ModelConfig config_;
-  GuardedDeviceSums sums_;
+  const std::unique_ptr<CudaTensorParallelOps> sums_;
   CudaModel model_;
   KvRing ring_;
   const std::uint64_t weight_fingerprint_;

@@ -68,7 +68,7 @@ ParityInputs parity_inputs(const RunConfig& config, int rank, const FaultPlan& f
   inputs.model_config_digest = model_config_digest(model_config_from_name(config.model));
   const bool gpu_mesh = backends.backend_of_group.at(std::string(kGroupMesh)) == "nccl";
   inputs.dtype = gpu_mesh ? "bf16" : "f32";
-  inputs.graph_capture = faults.active(FaultId::kG1, rank, last);
+  inputs.graph_capture = config.graph_capture != faults.active(FaultId::kG1, rank, last);
   inputs.resolved = {{"backend.world", backends.backend_of_group.at(std::string(kGroupWorld))},
                      {"backend.mesh", backends.backend_of_group.at(std::string(kGroupMesh))},
                      {"kernel.matmul", gpu_mesh ? "cublas_bf16" : "openblas_sgemm"}};

@@ -41,7 +41,7 @@ std::string run_summary_json(const RunSummary& summary, const RunConfig& config)
       {"format", "lockstep.run_summary"},
       {"version", 1},
       {"config", {{"topology", topology_name(config.topology)}, {"nproc", config.nproc}, {"model", config.model},
-                  {"backend", config.backend}, {"chunks", config.chunks}, {"depth_in", config.depth_in},
+                  {"backend", config.backend}, {"graph_capture", config.graph_capture}, {"chunks", config.chunks}, {"depth_in", config.depth_in},
                   {"depth_out", config.depth_out}, {"hard_cut_every", config.hard_cut_every},
                   {"recompute_every", config.recompute_every}, {"steps", config.num_denoise_steps}}},
       {"chunks_requested", summary.chunks_requested},

@@ -61,10 +61,13 @@ TEST(NcclRun, Pp0StreamsWithACpuStage0AndAOneGpuMesh) {
   EXPECT_EQ(first.json["config"]["backend"], "nccl");
   expect_all_chunks_accounted(first);
   EXPECT_GE(first.json["recomputes"].get<int>(), 1) << first.json.dump(2);
-  // The same job again gives the same bytes for every chunk both emitted:
-  // the GPU path is deterministic.
-  const JobRun second = run_ok(nccl_job("pp0", 2, {"--model", "small"}));
+  // The same job again, each denoise call replayed from a CUDA graph, gives
+  // the same bytes for every chunk both emitted: the GPU path is
+  // deterministic and capture changes nothing.
+  const JobRun second = run_ok(nccl_job("pp0", 2, {"--model", "small", "--graph-capture"}));
   ASSERT_TRUE(second.json.is_object());
+  EXPECT_EQ(first.json["config"]["graph_capture"], false);
+  EXPECT_EQ(second.json["config"]["graph_capture"], true);
   const std::map<int, std::string> first_digests = output_digests(first);
   int compared = 0;
   for (const auto& [chunk, digest] : output_digests(second)) {

@@ -55,6 +55,7 @@ void add_config_options(CLI::App* cmd, RunOptions& o) {
   cmd->add_option("--depth-out", c.depth_out, "D_out: results waiting for decode")->capture_default_str();
   cmd->add_option("--model", c.model, "tiny | small | dit14b-layer")->capture_default_str();
   cmd->add_option("--backend", c.backend, "gloo | nccl (mesh group)")->capture_default_str();
+  cmd->add_flag("--graph-capture", c.graph_capture, "capture each denoise call as a CUDA graph (nccl, mesh of one rank)");
   cmd->add_option("--seed", c.seed, "weights and inputs seed")->capture_default_str();
   cmd->add_option("--decode-ms", c.decode_ms, "Stage 0 decode cost per chunk")->capture_default_str();
   cmd->add_option("--generate-ms", c.generate_ms, "mesh minimum time per chunk")->capture_default_str();
