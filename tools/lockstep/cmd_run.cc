@@ -90,6 +90,7 @@ std::vector<std::string> rank_arguments(const RunOptions& o) {
       "--decode-ms", fmt::format("{}", c.decode_ms), "--generate-ms", fmt::format("{}", c.generate_ms),
       "--deadline-ms", std::to_string(c.deadline_ms), "--startup-deadline-ms", std::to_string(c.startup_deadline_ms),
       "--heartbeat-ms", std::to_string(c.heartbeat_ms), "--drain-deadline-ms", std::to_string(c.drain_deadline_ms)};
+  if (c.graph_capture) args.push_back("--graph-capture");
   if (c.dump_on_exit) args.push_back("--dump-on-exit");
   for (const std::string& injection : o.injections) {
     args.push_back("--inject");
