@@ -2,6 +2,8 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 
@@ -103,12 +105,15 @@ std::uint64_t fingerprint_shard(const ModelShard& shard, WeightStorage storage) 
   const auto add = [state](const std::vector<float>& tensor) {
     XXH3_64bits_update(state, tensor.data(), tensor.size() * sizeof(float));
   };
-  std::vector<std::uint16_t> rounded;
+  // Rounded a block at a time: a fixed buffer, nothing allocated (noexcept).
+  std::array<std::uint16_t, 4096> rounded{};
   const auto add_matrix = [&](const std::vector<float>& tensor) {
     if (storage == WeightStorage::kF32) return add(tensor);
-    rounded.resize(tensor.size());
-    for (std::size_t i = 0; i < tensor.size(); ++i) rounded[i] = bf16_bits(tensor[i]);
-    XXH3_64bits_update(state, rounded.data(), rounded.size() * sizeof(std::uint16_t));
+    for (std::size_t first = 0; first < tensor.size(); first += rounded.size()) {
+      const std::size_t n = std::min(rounded.size(), tensor.size() - first);
+      for (std::size_t i = 0; i < n; ++i) rounded[i] = bf16_bits(tensor[first + i]);
+      XXH3_64bits_update(state, rounded.data(), n * sizeof(std::uint16_t));
+    }
   };
   for (std::size_t layer = 0; layer < shard.layers.size(); ++layer) {
     const LayerShard& s = shard.layers[layer];
