@@ -15,8 +15,6 @@
 namespace lockstep {
 namespace {
 
-constexpr std::string_view kMesh = "mesh";
-
 // The model's all-reduces on device buffers, through the guarded
 // communicator: the ledger, phase and deadline checks hold for every one.
 // Blocking (the NCCL backend waits for completion), hence not stream-ordered
@@ -24,11 +22,11 @@ constexpr std::string_view kMesh = "mesh";
 class GuardedDeviceSums final : public CudaTensorParallelOps {
  public:
   GuardedDeviceSums(const RankContext& context, void* stream) : context_(context), stream_(stream) {}
-  int rank() const override { return context_.rank - context_.config.first_mesh_rank(); }
+  int rank() const override { return context_.mesh_rank(); }
   int size() const override { return context_.config.mesh_size(); }
   void all_reduce_sum(void* device_data, std::size_t count, DType dtype, void* cuda_stream) override {
     LOCKSTEP_ASSERT(cuda_stream == stream_);  // the stream the backend orders against
-    context_.comm.all_reduce(kMesh, device_data, count, dtype, ReduceOp::kSum, context_.deadline());
+    context_.comm.all_reduce(kGroupMesh, device_data, count, dtype, ReduceOp::kSum, context_.deadline());
   }
   bool stream_ordered() const override { return false; }
 

@@ -10,14 +10,12 @@
 namespace lockstep {
 namespace {
 
-constexpr std::string_view kMesh = "mesh";
-
 // The model's all-reduces, through the guarded communicator.
 class GuardedHostSums final : public TensorParallelOps {
  public:
   explicit GuardedHostSums(const RankContext& context) : context_(context) {}
   void all_reduce_sum(float* data, std::size_t count) override {
-    context_.comm.all_reduce(kMesh, data, count, DType::kF32, ReduceOp::kSum, context_.deadline());
+    context_.comm.all_reduce(kGroupMesh, data, count, DType::kF32, ReduceOp::kSum, context_.deadline());
   }
 
  private:
@@ -28,8 +26,8 @@ class CpuGenerator final : public MeshGenerator {
  public:
   explicit CpuGenerator(const RankContext& context)
       : sums_(context),
-        model_(model_config_from_name(context.config.model), context.rank - context.config.first_mesh_rank(),
-               context.config.mesh_size(), context.config.seed, sums_) {}
+        model_(model_config_from_name(context.config.model), context.mesh_rank(), context.config.mesh_size(),
+               context.config.seed, sums_) {}
 
   std::uint64_t weight_fingerprint() const override { return model_.weight_fingerprint(); }
   WeightStorage weight_storage() const override { return WeightStorage::kF32; }

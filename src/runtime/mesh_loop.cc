@@ -10,13 +10,10 @@
 namespace lockstep {
 namespace {
 
-constexpr std::string_view kMesh = "mesh";
-constexpr std::string_view kBoundary = "boundary";
 constexpr int kStage0BoundaryRank = 0;
 // D2: how long the leader holds the last result before a hard cut — long
 // enough for Stage 0 to have begun the cut, well inside the drain deadline.
 constexpr double kDelayedResultFractionOfDrain = 0.25;
-
 
 }  // namespace
 
@@ -28,12 +25,12 @@ TensorView output_view(const Geometry& geometry, std::span<const float> output) 
 
 void WorkerFanout::forward(std::span<const std::uint8_t> frame) {
   if (mesh_ == nullptr) return;
-  context_.recorder.commit("mesh_broadcast_begun", kMesh);
+  context_.recorder.commit("mesh_broadcast_begun", kGroupMesh);
   mesh_->publish(frame, context_.deadline());
 }
 
 void WorkerFanout::broadcast(const TensorManifest& manifest, PayloadBuffers& payload) {
-  broadcast_payload(context_.comm, kMesh, 0, manifest, payload, context_.deadline());
+  broadcast_payload(context_.comm, kGroupMesh, 0, manifest, payload, context_.deadline());
 }
 
 void WorkerFanout::broadcast_error(const CallIds& ids, const std::string& reason) noexcept {
@@ -125,7 +122,7 @@ bool MeshLoop::handle_leader(Inbound& inbound) {
                                 static_cast<std::int64_t>(envelope.ids.cache_epoch));
   idle_us_ = static_cast<std::uint64_t>((steady_clock().now_ns() - idle_since_ns_) / 1000);
   request_payload(envelope.ids);
-  PayloadBuffers payload = recv_payload(context_.comm, kBoundary, kStage0BoundaryRank, inbound.decoded.manifest,
+  PayloadBuffers payload = recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, inbound.decoded.manifest,
                                         envelope.ids.call_id, context_.deadline());
   run_infer_as_leader(inbound, payload);
   return true;
@@ -164,7 +161,7 @@ bool MeshLoop::handle_worker(Inbound& inbound) {
                                 static_cast<std::int64_t>(envelope.ids.chunk_index),
                                 static_cast<std::int64_t>(envelope.ids.cache_epoch));
   PayloadBuffers payload;
-  broadcast_payload(context_.comm, kMesh, 0, inbound.decoded.manifest, payload, context_.deadline());
+  broadcast_payload(context_.comm, kGroupMesh, 0, inbound.decoded.manifest, payload, context_.deadline());
   member_.run_chunk(envelope, payload_floats(inbound.decoded.manifest, payload, kLatentsKey),
                     payload_floats(inbound.decoded.manifest, payload, kContextOverrideKey));
   ++chunks_run_;
@@ -208,7 +205,7 @@ void MeshLoop::publish_result(HeldResult& ready) {
   channels_.results->publish(ready.frame, context_.deadline());
   std::vector<std::span<const std::uint8_t>> spans;
   for (std::size_t i = 0; i < ready.output.count(); ++i) spans.emplace_back(ready.output.tensor(i));
-  send_payload(context_.comm, kBoundary, kStage0BoundaryRank, ready.manifest, spans, ready.call_id,
+  send_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, ready.manifest, spans, ready.call_id,
                context_.deadline());
 }
 

@@ -14,8 +14,6 @@
 namespace lockstep {
 namespace {
 
-constexpr std::string_view kMesh = "mesh";
-
 std::uint64_t digest_floats(std::span<const float> values) {
   return digest_bytes(values.data(), values.size_bytes());
 }
@@ -46,7 +44,7 @@ MeshMember::MeshMember(const RankContext& context)
       generator_(context.gpu != nullptr ? context.gpu->make_generator(context) : make_cpu_generator(context)) {
   std::uint64_t loaded = generator_->weight_fingerprint();
   if (context.fires(FaultId::kH2, 0, context.config.nproc - 1, 0)) loaded ^= 1;  // a flipped bit
-  check_weight_fingerprints(context.comm, kMesh, loaded,
+  check_weight_fingerprints(context.comm, kGroupMesh, loaded,
                             expected_fingerprints(config_, context.config.seed, context.config.mesh_size(),
                                                   generator_->weight_storage()),
                             std::chrono::milliseconds(context.config.startup_deadline_ms));
@@ -111,7 +109,7 @@ void MeshMember::run_generator(const Envelope& envelope, std::span<const float> 
   const std::size_t steps = plan.timesteps.size() + (extra_call ? 1 : 0);
   for (std::size_t step = 0; step < steps; ++step) {
     before_generator_call(plan, observed());
-    if (step == 0) context_.recorder.commit("first_generator_collective", kMesh);
+    if (step == 0) context_.recorder.commit("first_generator_collective", kGroupMesh);
     generator_->denoise(static_cast<float>(plan.timesteps[step % plan.timesteps.size()]));
   }
   generator_->commit_chunk();
@@ -164,8 +162,8 @@ ChunkOutcome MeshMember::run_chunk(const Envelope& envelope, std::span<const flo
   outcome.kv_state_digest = generator_->kv().state_digest();
   outcome.kv_frames = static_cast<std::uint32_t>(generator_->kv().frames_held());
   pad_stage_time(started, context_.config.generate_ms);
-  check_chunk_digests(context_.comm, kMesh, outcome.input_digest, outcome.kv_state_digest, context_.deadline());
-  outcome.ledger_digest = context_.comm.ledger_snapshot(kMesh).digest;
+  check_chunk_digests(context_.comm, kGroupMesh, outcome.input_digest, outcome.kv_state_digest, context_.deadline());
+  outcome.ledger_digest = context_.comm.ledger_snapshot(kGroupMesh).digest;
   outcome.output_digest = digest_floats(outcome.output);
   const auto elapsed = std::chrono::steady_clock::now() - started;
   outcome.stage1_us = static_cast<std::uint64_t>(

@@ -40,6 +40,7 @@ struct RankContext {
   std::chrono::milliseconds deadline() const { return std::chrono::milliseconds(config.deadline_ms); }
   bool is_stage0() const { return rank == 0; }
   bool in_mesh() const { return rank >= config.first_mesh_rank(); }
+  int mesh_rank() const { return rank - config.first_mesh_rank(); }  // TP rank, for in_mesh() ranks
   bool is_leader() const { return rank == config.first_mesh_rank(); }
   // True when fault `id` fires on this rank at `chunk` (defaults: the case's
   // natural rank, see fault_injection.cc callers).

@@ -66,11 +66,12 @@ ParityInputs parity_inputs(const RunConfig& config, int rank, const FaultPlan& f
   inputs.plan_id = plan_schedule_id(config);
   inputs.group_table_digest = table.digest();
   inputs.model_config_digest = model_config_digest(model_config_from_name(config.model));
-  const bool gpu_mesh = backends.backend_of_group.at(std::string(kGroupMesh)) == "nccl";
+  const std::string& mesh_backend = backends.backend_of_group.at(std::string(kGroupMesh));
+  const bool gpu_mesh = mesh_backend == "nccl";
   inputs.dtype = gpu_mesh ? "bf16" : "f32";
   inputs.graph_capture = config.graph_capture != faults.active(FaultId::kG1, rank, last);
   inputs.resolved = {{"backend.world", backends.backend_of_group.at(std::string(kGroupWorld))},
-                     {"backend.mesh", backends.backend_of_group.at(std::string(kGroupMesh))},
+                     {"backend.mesh", mesh_backend},
                      {"kernel.matmul", gpu_mesh ? "cublas_bf16" : "openblas_sgemm"}};
   inputs.gating_flags = {{"extra_norm_all_reduce", faults.active(FaultId::kB4, rank, last) ? "on" : "off"},
                          {"depth_in", std::to_string(config.depth_in)},
@@ -111,9 +112,10 @@ std::map<std::string, std::string> member_backends(const GroupBackendPlan& plan,
   return backends;
 }
 
-// The GPU this rank drives for an NCCL mesh; null when it drives none.
-std::unique_ptr<GpuRank> open_rank_gpu(const GroupBackendPlan& plan, const GroupTable& table, int rank) {
-  const auto backends = member_backends(plan, table, rank);
+// The GPU this rank drives for an NCCL group (`backends`: member_backends);
+// null when it drives none.
+std::unique_ptr<GpuRank> open_rank_gpu(const std::map<std::string, std::string>& backends,
+                                       const GroupBackendPlan& plan, int rank) {
   const bool on_nccl = std::any_of(backends.begin(), backends.end(),
                                    [](const auto& group_backend) { return group_backend.second == "nccl"; });
   if (!on_nccl) return nullptr;
@@ -186,10 +188,11 @@ int run_rank(const RunConfig& config) {
         *store, make_parity_record(env.rank, parity_inputs(config, env.rank, faults, table, backends)),
         env.world_size, startup);
     // Outlives the communicator: its NCCL backends order against the GPU's stream.
-    const std::unique_ptr<GpuRank> gpu = open_rank_gpu(backends, table, env.rank);
+    const std::map<std::string, std::string> my_backends = member_backends(backends, table, env.rank);
+    const std::unique_ptr<GpuRank> gpu = open_rank_gpu(my_backends, backends, env.rank);
     GlooBackendFactory gloo(gloo_options_from_environment());
     GroupBackendRouter router({{"gloo", &gloo}, {"nccl", gpu != nullptr ? &gpu->nccl_factory() : nullptr}},
-                              member_backends(backends, table, env.rank));
+                              my_backends);
     GuardObserver observers(recorder, &watchdog);
     CommunicatorOptions comm_options{env.rank, table, make_standard_phase_policy(), Phase::kStartup, startup};
     Communicator comm(comm_options, router, *store, &observers);

@@ -18,7 +18,6 @@ namespace lockstep {
 namespace {
 
 using std::chrono::milliseconds;
-constexpr std::string_view kBoundary = "boundary";
 constexpr int kLeaderBoundaryRank = 1;
 // How long one comm-thread step may wait on one source before looking at
 // the others (a bound on the added latency, not a deadline).
@@ -240,7 +239,7 @@ void Stage0::send_infer(EnvelopeDraft& draft) {
     channels_.envelopes->publish(frame, context_.deadline());
     EventSpec sent;
     sent.op = "header_sent";
-    sent.group = kBoundary;
+    sent.group = kGroupBoundary;
     context_.recorder.record(sent);
     if (context_.fires(FaultId::kD1, chunk, 0, kDefaultFaultChunk)) {
       channels_.envelopes->publish(frame, context_.deadline());  // a resend of the same envelope
@@ -266,7 +265,7 @@ void Stage0::inject_before_send(EnvelopeDraft& draft) {
   if (context_.fires(FaultId::kB6, chunk, 0, kDefaultFaultChunk)) draft.envelope.ids.chunk_index += 1;
   if (context_.fires(FaultId::kB1, chunk, 0, kDefaultFaultChunk) && mesh_leader > 0) {
     float probe = 0;
-    context_.comm.all_reduce("mesh", &probe, 1, DType::kF32, ReduceOp::kSum, context_.deadline());
+    context_.comm.all_reduce(kGroupMesh, &probe, 1, DType::kF32, ReduceOp::kSum, context_.deadline());
   }
   if (context_.fires(FaultId::kC1, chunk, 0, kDefaultFaultChunk)) raise(SIGKILL);
 }
@@ -367,12 +366,12 @@ void Stage0::on_control_frame(std::span<const std::uint8_t> frame) {
   context_.recorder.set_context(static_cast<std::int64_t>(ids.call_id), static_cast<std::int64_t>(ids.chunk_index),
                                 static_cast<std::int64_t>(ids.cache_epoch));
   // The leader now blocks in recv: from here the payload is owed (SPEC §2).
-  context_.recorder.commit("payload_owed", kBoundary, "INFER");
+  context_.recorder.commit("payload_owed", kGroupBoundary, "INFER");
   if (context_.fires(FaultId::kC2, static_cast<std::int64_t>(ids.chunk_index), 0, kDefaultFaultChunk)) {
     throw Error(ErrorCode::kInternal, "injected C2: failing after the commitment point of call_id " +
                                           std::to_string(ids.call_id) + " (the leader waits for its payload)");
   }
-  send_payload(context_.comm, kBoundary, kLeaderBoundaryRank, pending.prepared.manifest(),
+  send_payload(context_.comm, kGroupBoundary, kLeaderBoundaryRank, pending.prepared.manifest(),
                pending.prepared.payload(), control.ids.call_id, context_.deadline());
   pending_payloads_.pop_front();
   last_progress_ns_ = steady_clock().now_ns();
@@ -380,7 +379,7 @@ void Stage0::on_control_frame(std::span<const std::uint8_t> frame) {
 
 void Stage0::handle_result_frame(std::span<const std::uint8_t> frame) {
   const DecodedResult decoded = decode_result(frame, context_.expect);
-  PayloadBuffers payload = recv_payload(context_.comm, kBoundary, kLeaderBoundaryRank, decoded.manifest,
+  PayloadBuffers payload = recv_payload(context_.comm, kGroupBoundary, kLeaderBoundaryRank, decoded.manifest,
                                         decoded.result.ids.call_id, context_.deadline());
   const std::span<const float> output = payload_floats(decoded.manifest, payload, kOutputKey);
   if (digest_bytes(output.data(), output.size_bytes()) != decoded.result.digests.output) {
