@@ -1,16 +1,10 @@
 // The guarded communicator (SPEC §4B): the only way protocol code reaches a
 // collective backend. Every call names its group — there is no default
-// group — and is checked *before* the backend sees it:
-//   1. this rank has not aborted            else Error{kAborted}
-//   2. the group exists and this rank is in it     else Error{kMembership} (B1)
-//   3. the current phase allows the group          else Error{kPhase} (B2)
-//   4. root/peer is a valid group rank (a peer is not this rank)
-//                                                  else Error{kMembership}
-//   5. buffers, count, dtype and timeout are sane  else Error{kInvalidArgument}
-//      or Error{kLimit}
-// Each error names rank, group, op and phase. A passing call is appended to
-// the group's Ledger and reported to the CollectiveObserver (enqueued,
-// started, completed/failed) around the backend call.
+// group — and passes the CollectiveGate's checks (membership, phase,
+// root/peer, arguments; collective_gate.h) *before* the backend sees it.
+// A passing call is appended to the group's Ledger and reported to the
+// CollectiveObserver (enqueued, started, completed/failed) around the
+// backend call.
 //
 // Roots and peers are GROUP ranks (the Backend's numbering; the ledger stays
 // comparable across ranks). group_rank() translates a global rank.
@@ -37,6 +31,7 @@
 #include <vector>
 
 #include "lockstep/backend.h"
+#include "lockstep/collective_gate.h"
 #include "lockstep/collective_observer.h"
 #include "lockstep/group_table.h"
 #include "lockstep/ledger.h"
@@ -45,13 +40,6 @@
 #include "lockstep/store.h"
 
 namespace lockstep {
-
-// One collective or p2p call moves at most this many bytes per rank (larger
-// transfers are chunked by the caller; a bigger count is almost always a
-// corrupted size).
-inline constexpr std::size_t kCollectiveBytesMax = std::size_t{1} << 32;
-// Longest timeout a call may ask for: a deadline is a deadline, not "forever".
-inline constexpr std::chrono::milliseconds kCollectiveTimeoutMax{3'600'000};
 
 struct CommunicatorOptions {
   int global_rank = -1;
@@ -103,7 +91,7 @@ class Communicator {
   void abort() noexcept;
   bool aborted() const noexcept;  // any thread
 
-  int global_rank() const { return global_rank_; }
+  int global_rank() const { return gate_.global_rank(); }
   const GroupTable& groups() const { return groups_; }
   // This rank's group rank in `group`; nullopt when not a member. Any thread.
   std::optional<int> group_rank(std::string_view group) const;
@@ -115,31 +103,23 @@ class Communicator {
   // when this rank is not in `group`.
   LedgerSnapshot ledger_snapshot(std::string_view group) const;
 
+  // The checks, ledgers and phase behind this communicator. Any thread.
+  const CollectiveGate& gate() const noexcept { return gate_; }
+
   // Binds the owner thread now (see SingleOwner::bind_to_current_thread).
   void bind_owner_thread() { owner_.bind_to_current_thread(); }
 
  private:
-  struct Member;  // a group this rank belongs to: spec, backend, ledger
-  struct Call;    // one call's description, shared by the checks and events
+  // Owner check, the gate's checks, then the backend call between the
+  // started and completed/failed reports.
+  void run_call(const CollectiveCall& call, auto&& backend_op);
 
-  Member& check_call(const Call& call);
-  void check_arguments(const Call& call, const Member& member, std::uint64_t seq);
-  void run_call(Member& member, const Call& call, auto&& backend_op);
-  [[noreturn]] void reject(const Call& call, std::uint64_t would_be_seq, ErrorCode code,
-                           const std::string& message);
-  void notify(const Call& call, std::uint64_t seq, CollectiveState state, ErrorCode code,
-              std::string_view message) noexcept;
-  Member* find_member(std::string_view group) const;
-
-  const int global_rank_;
   const GroupTable groups_;
-  const PhasePolicy policy_;
-  CollectiveObserver* const observer_;
   SingleOwner owner_;
-  std::atomic<Phase> phase_;
-  std::atomic<bool> aborted_{false};          // no backend call from now on
+  CollectiveGate gate_;  // checks, ledgers, phase, the aborted flag
   std::atomic<bool> abort_requested_{false};  // abort() ran (backends aborted)
-  std::vector<std::unique_ptr<Member>> members_;  // table order
+  // Indexed like the table; null where this rank is not a member.
+  std::vector<std::unique_ptr<Backend>> backends_;
 };
 
 }  // namespace lockstep

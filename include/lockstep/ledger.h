@@ -32,8 +32,11 @@ enum class CollectiveOp : std::uint8_t {
   kBarrier = 4,
   kSend = 5,
   kRecv = 6,
+  kReduceScatter = 7,  // count: elements each rank receives
+  kAllToAll = 8,       // count: elements each rank sends to each peer
 };
-// "broadcast", "all_reduce", "all_gather", "barrier", "send", "recv".
+// "broadcast", "all_reduce", "all_gather", "barrier", "send", "recv",
+// "reduce_scatter", "all_to_all".
 std::string_view collective_op_name(CollectiveOp op);
 
 // Recent entries kept per group: enough to name a divergence that the

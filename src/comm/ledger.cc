@@ -85,6 +85,8 @@ std::string_view collective_op_name(CollectiveOp op) {
     case CollectiveOp::kBarrier: return "barrier";
     case CollectiveOp::kSend: return "send";
     case CollectiveOp::kRecv: return "recv";
+    case CollectiveOp::kReduceScatter: return "reduce_scatter";
+    case CollectiveOp::kAllToAll: return "all_to_all";
   }
   return "invalid";
 }
