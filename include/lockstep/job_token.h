@@ -2,12 +2,19 @@
 // before it touches any job key, so a stale rank of an earlier job, or a rank
 // started with another job's settings, is refused and cannot disturb the job.
 //
+// Generations: a job whose ranks are restarted runs under a new generation
+// (LOCKSTEP_GENERATION; the launcher bumps it). The generation is part of the
+// key-space prefix, of every ring name and so of every poison key: a
+// straggler of an old generation reads and writes keys nobody of the new one
+// ever looks at.
+//
 // Protocol: rank 0 publishes "<job_id>\n<digest as 16 hex digits>" under the
 // key "job_token" (digest: XXH3-64 of job id and secret); every other rank
 // waits for it and compares, so a wrong secret and a wrong job id are both
 // refused. All other keys of the job live under the prefix
-// "job-<16 hex digits>", derived from id and secret with a different seed, so
-// a process with the wrong token reads and writes a disjoint key space.
+// "job-<16 hex digits>-g<generation>", the digits derived from id and secret
+// with a different seed, so a process with the wrong token reads and writes a
+// disjoint key space.
 //
 // Threat model: mistakes, not attackers. Anyone who can read the store can
 // read the digest and the prefix; the secret itself never reaches the store.
@@ -30,10 +37,13 @@ inline constexpr std::size_t kJobIdBytesMax = 128;
 // A secret shorter than this is refused: it would not tell jobs apart.
 inline constexpr std::size_t kJobTokenBytesMin = 8;
 inline constexpr std::size_t kJobTokenBytesMax = 1024;
+// Restarts of one job are bounded far below this.
+inline constexpr std::uint32_t kJobGenerationMax = 1'000'000;
 
 struct JobCredentials {
   std::string job_id;  // 1..kJobIdBytesMax bytes of [A-Za-z0-9._-]
   std::string token;   // kJobTokenBytesMin..kJobTokenBytesMax bytes, any value
+  std::uint32_t generation = 0;  // 0..kJobGenerationMax; not part of the proof
 };
 
 // XXH3-64 digest of (job_id, token). Pure; thread-safe. Throws

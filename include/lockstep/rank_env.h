@@ -12,6 +12,8 @@
 //                                      default "file:<job_dir>/store"
 //   job_id           LOCKSTEP_JOB_ID   (required)
 //   job_token        LOCKSTEP_JOB_TOKEN (required)
+//   generation       LOCKSTEP_GENERATION (default 0; bumped by the launcher
+//                    at each restart of the job's ranks, job_token.h)
 //
 // The torchrun names win when both families are present (torchrun under srun
 // sets both, and SLURM's then describe the per-node agent, not the rank).
@@ -20,6 +22,7 @@
 // (local_rank = rank, local_world_size = world_size).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -41,6 +44,7 @@ struct RankEnv {
   std::string store_url;
   std::string job_id;
   std::string job_token;
+  std::uint32_t generation = 0;
 
   std::string dumps_dir() const { return job_dir + "/dumps"; }
 };

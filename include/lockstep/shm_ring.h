@@ -17,7 +17,10 @@
 // Lifetime: ShmRing::create() makes the segment (checking free space on
 // /dev/shm first) and unlinks its name when the creating ShmRing and every
 // endpoint made from it are gone; ShmRing::open() attaches to an existing
-// one. Endpoints share the mapping of the ShmRing they came from, so threads
+// one. A process killed by a signal never unlinks: the launcher removes its
+// job's rings after reaping every rank, and — for jobs with no lockstep
+// launcher (torchrun) — every create() first sweeps the rings whose creator
+// and endpoints are all dead (sweep_dead_shm_rings). Endpoints share the mapping of the ShmRing they came from, so threads
 // of one process use one mapping.
 #pragma once
 
@@ -47,15 +50,17 @@ inline constexpr std::size_t kShmRingNameBytesMax = 64;
 struct ShmRingOptions {
   std::string job_id;        // [A-Za-z0-9_.-], <= kShmRingNameBytesMax
   std::string channel_name;  // same alphabet and bound
+  std::uint32_t generation = 0;  // the job's generation (job_token.h)
   int readers = 1;           // 1 .. kShmRingReadersMax
   std::uint32_t slots = 4;   // 1 .. kShmRingSlotsMax
   std::size_t slot_payload_bytes = kShmRingSlotPayloadBytesDefault;  // .. kShmRingSlotPayloadBytesMax
   std::chrono::microseconds spin = kShmRingSpinDefault;  // 0 .. kShmRingSpinMax; per process
 };
 
-// "/lockstep-<job_id>-<channel_name>". Throws Error{kInvalidArgument} naming
-// the field for an empty, too long or non-[A-Za-z0-9_.-] job id or name.
-std::string shm_ring_segment_name(const std::string& job_id, const std::string& channel_name);
+// "/lockstep-<job_id>-g<generation>-<channel_name>". Throws
+// Error{kInvalidArgument} naming the field for an empty, too long or
+// non-[A-Za-z0-9_.-] job id or name.
+std::string shm_ring_segment_name(const ShmRingOptions& options);
 
 class ShmRing {
  public:
@@ -91,6 +96,16 @@ class ShmRing {
   explicit ShmRing(std::shared_ptr<Mapping> mapping);
   std::shared_ptr<Mapping> mapping_;
 };
+
+// Directory entries the sweep looks at, at most (bounds its cost on a host
+// with a crowded /dev/shm).
+inline constexpr std::size_t kShmSweepEntriesMax = 4096;
+
+// Removes every /dev/shm/lockstep-* ring whose creator and every claimed
+// endpoint are dead processes; returns how many. Segments still being
+// created, of another layout, or of a live process are left alone. Blocking
+// on syscalls only; any thread.
+std::size_t sweep_dead_shm_rings();
 
 // Bytes a segment with these options occupies (what create() checks against
 // /dev/shm's free space). Throws like create() for bad options.

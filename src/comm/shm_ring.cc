@@ -1,6 +1,7 @@
 #include "lockstep/shm_ring.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <new>
 #include <string>
 #include <thread>
@@ -94,10 +96,10 @@ std::int64_t deadline_after(std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-std::string shm_ring_segment_name(const std::string& job_id, const std::string& channel_name) {
-  check_name_field("job_id", job_id);
-  check_name_field("channel_name", channel_name);
-  return "/lockstep-" + job_id + "-" + channel_name;
+std::string shm_ring_segment_name(const ShmRingOptions& options) {
+  check_name_field("job_id", options.job_id);
+  check_name_field("channel_name", options.channel_name);
+  return "/lockstep-" + options.job_id + "-g" + std::to_string(options.generation) + "-" + options.channel_name;
 }
 
 std::size_t shm_ring_segment_bytes(const ShmRingOptions& options) {
@@ -151,15 +153,64 @@ void initialise_segment(SegmentView view, const ShmRingOptions& options) {
   header->slot_stride_bytes =
       static_cast<std::uint32_t>(comm_detail::slot_stride_bytes(options.slot_payload_bytes));
   header->slot_payload_bytes = options.slot_payload_bytes;
+  header->creator_pid.store(static_cast<std::int32_t>(::getpid()), std::memory_order_relaxed);
   // Publishes every plain field above to an opener that acquire-loads ready.
   header->ready.store(1, std::memory_order_release);
 }
 
 }  // namespace
 
+namespace {
+
+bool pid_alive(std::int32_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+// True when `name` is an initialised lockstep ring whose creator and every
+// claimed endpoint are dead processes. Anything unreadable, foreign, or still
+// being created counts as alive: the sweep only removes what it can prove
+// abandoned.
+bool ring_abandoned(const std::string& name) {
+  const int fd = ::shm_open(name.c_str(), O_RDONLY, 0);
+  if (fd < 0) return false;
+  struct stat stats {};
+  const std::size_t size = ::fstat(fd, &stats) == 0 ? static_cast<std::size_t>(stats.st_size) : 0;
+  // The header and the reader lines at most: the slots are never read.
+  const std::size_t mapped = std::min(size, comm_detail::slots_offset(kShmRingReadersMax));
+  void* base = mapped >= comm_detail::slots_offset(1)
+                   ? ::mmap(nullptr, mapped, PROT_READ, MAP_SHARED, fd, 0)
+                   : MAP_FAILED;
+  ::close(fd);
+  if (base == MAP_FAILED) return false;
+  const SegmentView view{static_cast<std::uint8_t*>(base)};
+  const comm_detail::SegmentHeader& h = view.header();
+  bool abandoned = h.magic == comm_detail::kShmRingMagic && h.layout_version == comm_detail::kShmRingLayoutVersion &&
+                   h.ready.load(std::memory_order_acquire) == 1 && h.readers <= kShmRingReadersMax &&
+                   comm_detail::slots_offset(h.readers) <= mapped && !pid_alive(h.creator_pid.load()) &&
+                   !pid_alive(h.writer_pid.load());
+  for (std::uint32_t i = 0; abandoned && i < h.readers; ++i) abandoned = !pid_alive(view.reader(i).pid.load());
+  ::munmap(base, mapped);
+  return abandoned;
+}
+
+}  // namespace
+
+std::size_t sweep_dead_shm_rings() {
+  std::size_t removed = 0;
+  std::size_t examined = 0;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(kShmMountPath, error)) {
+    if (++examined > kShmSweepEntriesMax) break;
+    const std::string file = entry.path().filename().string();
+    if (!file.starts_with("lockstep-")) continue;
+    const std::string name = "/" + file;
+    if (ring_abandoned(name) && ::shm_unlink(name.c_str()) == 0) ++removed;
+  }
+  return removed;
+}
+
 ShmRing ShmRing::create(const ShmRingOptions& options) {
+  sweep_dead_shm_rings();
   auto mapping = std::make_shared<Mapping>();
-  mapping->name = shm_ring_segment_name(options.job_id, options.channel_name);
+  mapping->name = shm_ring_segment_name(options);
   mapping->bytes = shm_ring_segment_bytes(options);
   mapping->spin_ns = std::chrono::nanoseconds(options.spin).count();
   check_free_space(mapping->name, mapping->bytes);
@@ -237,7 +288,7 @@ void check_geometry(SegmentView view, const ShmRingOptions& options, const std::
 
 ShmRing ShmRing::open(const ShmRingOptions& options, std::chrono::milliseconds timeout) {
   auto mapping = std::make_shared<Mapping>();
-  mapping->name = shm_ring_segment_name(options.job_id, options.channel_name);
+  mapping->name = shm_ring_segment_name(options);
   mapping->bytes = shm_ring_segment_bytes(options);
   mapping->spin_ns = std::chrono::nanoseconds(options.spin).count();
   const std::int64_t deadline_ns = deadline_after(timeout);

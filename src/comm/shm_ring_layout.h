@@ -16,7 +16,8 @@ namespace lockstep::comm_detail {
 
 inline constexpr std::size_t kCacheLineBytes = 64;
 inline constexpr std::uint64_t kShmRingMagic = 0x314d4853'4b434f4cULL;  // "LOCKSHM1"
-inline constexpr std::uint32_t kShmRingLayoutVersion = 1;
+// 2: the creator's pid, so a later job can tell a ring every owner left.
+inline constexpr std::uint32_t kShmRingLayoutVersion = 2;
 // Claim values of an endpoint's pid word besides a live pid.
 inline constexpr std::int32_t kPidUnclaimed = 0;
 inline constexpr std::int32_t kPidDetached = -1;
@@ -32,6 +33,7 @@ struct alignas(kCacheLineBytes) SegmentHeader {
   std::atomic<std::int32_t> writer_pid;  // kPidUnclaimed, a pid, or kPidDetached
   std::atomic<std::uint32_t> cancelled;  // 1 once any endpoint cancelled
   std::atomic<std::int32_t> cancelled_by_pid;
+  std::atomic<std::int32_t> creator_pid;  // set before ready
 };
 
 struct alignas(kCacheLineBytes) WriterLine {

@@ -12,7 +12,7 @@ namespace lockstep {
 namespace {
 
 // Shared-memory segments a job's ranks created (lockstep's control rings are
-// /dev/shm/lockstep-<job_id>-<channel>). A rank killed by a signal never
+// /dev/shm/lockstep-<job_id>-g<generation>-<channel>). A rank killed by a signal never
 // unlinks its own; once every rank is reaped nobody can use them, so the
 // launcher removes them and a crashed job leaks no shared memory.
 void remove_job_segments(const std::string& job_id) {

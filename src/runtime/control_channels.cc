@@ -14,6 +14,7 @@ std::uint32_t ring_slots(const RunConfig& config) {
 ShmRingOptions ring_options(const RankContext& context, const char* name, int readers) {
   ShmRingOptions options;
   options.job_id = context.job_id;
+  options.generation = context.generation;
   options.channel_name = name;
   options.readers = readers;
   options.slots = ring_slots(context.config);

@@ -26,6 +26,7 @@ struct RankContext {
   int rank = -1;
   int world_size = 0;
   std::string job_id;
+  std::uint32_t generation = 0;  // part of every ring name (job_token.h)
   std::string job_dir;
   Store& store;  // the job's key space (after join_job)
   Communicator& comm;

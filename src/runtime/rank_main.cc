@@ -164,7 +164,7 @@ int run_rank(const RunConfig& config) {
                                                  " but --nproc " + std::to_string(config.nproc));
   }
   const milliseconds startup(config.startup_deadline_ms);
-  std::unique_ptr<Store> store = join_job(open_store(env), {env.job_id, env.job_token}, env.rank, startup);
+  std::unique_ptr<Store> store = join_job(open_store(env), {env.job_id, env.job_token, env.generation}, env.rank, startup);
   FlightRecorder recorder;
   recorder.set_phase("startup");
   FatalHandler fatal({env.rank, env.world_size, role_of(config, env.rank), env.job_dir}, recorder, store.get());
@@ -176,7 +176,9 @@ int run_rank(const RunConfig& config) {
   watchdog_options.world_size = env.world_size;
   watchdog_options.parent_pid = getppid();
   Watchdog watchdog(watchdog_options, [&fatal](const WatchdogFiring& firing) { fatal.fail(firing); });
-  fatal.set_sources({[&watchdog] { return watchdog.armed(); }, {}, {}});
+  FatalSources sources;
+  sources.armed = [&watchdog] { return watchdog.armed(); };
+  fatal.set_sources(sources);
   watchdog.start();
   // Every catch runs the fatal path inside the scope of what its abort
   // action and dump sources use (the communicator), never after unwinding it.
@@ -200,8 +202,9 @@ int run_rank(const RunConfig& config) {
       fatal.set_abort_action(faults.active(FaultId::kC5, env.rank, config.nproc - 1)
                                  ? std::function<void()>(hang_forever)
                                  : std::function<void()>([&comm] { comm.abort(); }));
-      fatal.set_sources({[&watchdog] { return watchdog.armed(); }, [&comm] { return ledger_summaries(comm); }, {}});
-      RankContext context{config, env.rank, env.world_size, env.job_id, env.job_dir, *store, comm, recorder,
+      sources.ledgers = [&comm] { return ledger_summaries(comm.gate()); };
+      fatal.set_sources(sources);
+      RankContext context{config, env.rank, env.world_size, env.job_id, env.generation, env.job_dir, *store, comm, recorder,
                           watchdog, fatal, faults,
                           FrameContext{parity.protocol_version, env.rank, job_token_digest(env.job_token)},
                           FrameExpectations{job_token_digest(env.job_token), parity.protocol_version},

@@ -86,6 +86,10 @@ std::unique_ptr<Store> join_job(std::shared_ptr<Store> base, const JobCredential
                                 int rank, std::chrono::milliseconds timeout) {
   if (base == nullptr) throw Error(ErrorCode::kInvalidArgument, "join_job: base store is null");
   if (rank < 0) throw Error(ErrorCode::kInvalidArgument, "join_job: rank " + std::to_string(rank) + " < 0");
+  if (credentials.generation > kJobGenerationMax) {
+    throw Error(ErrorCode::kInvalidArgument, "join_job: generation " + std::to_string(credentials.generation) +
+                                                 " > kJobGenerationMax " + std::to_string(kJobGenerationMax));
+  }
   const std::string mine = credentials.job_id + kValueSeparator + hex16(job_token_digest(credentials));
   if (rank == 0) {
     // Refuse to overwrite another job's claim: a late wrong-token rank 0
@@ -108,7 +112,8 @@ std::unique_ptr<Store> join_job(std::shared_ptr<Store> base, const JobCredential
     }
     if (published != to_bytes(mine)) throw_mismatch(credentials, rank, mine, published, *base);
   }
-  return make_prefix_store(std::move(base), "job-" + hex16(seeded_digest(credentials, kPrefixSeed)));
+  return make_prefix_store(std::move(base), "job-" + hex16(seeded_digest(credentials, kPrefixSeed)) + "-g" +
+                                                std::to_string(credentials.generation));
 }
 
 }  // namespace lockstep

@@ -5,6 +5,7 @@
 
 #include "lockstep/error.h"
 #include "lockstep/file_store.h"
+#include "lockstep/job_token.h"
 #include "lockstep/redis_store.h"
 
 namespace lockstep {
@@ -130,6 +131,10 @@ RankEnv parse_rank_env(const EnvLookup& lookup) {
   check_store_url(env.store_url);
   env.job_id = required(lookup, "LOCKSTEP_JOB_ID");
   env.job_token = required(lookup, "LOCKSTEP_JOB_TOKEN");
+  if (const auto generation = lookup("LOCKSTEP_GENERATION")) {
+    env.generation = static_cast<std::uint32_t>(
+        parse_int("LOCKSTEP_GENERATION", *generation, 0, static_cast<int>(kJobGenerationMax)));
+  }
   return env;
 }
 

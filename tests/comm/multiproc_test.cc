@@ -284,7 +284,7 @@ TEST(CommMultiproc, ShmRingReaderEndsItsWaitWhenTheWriterIsKilled) {
   options.job_id = unique_job_id("deadwriter");
   const test::RanksResult result = test::run_ranks(options, dead_writer_rank);
   // The killed creator could not unlink its segment.
-  ::shm_unlink(shm_ring_segment_name(options.job_id, "ctl").c_str());
+  ::shm_unlink(shm_ring_segment_name(ring_options(options.job_id, 1)).c_str());
   EXPECT_FALSE(result.hung);
   EXPECT_TRUE(result.ranks[0].signaled) << result.describe();
   EXPECT_TRUE(result.ranks[1].ok()) << result.describe();

@@ -2,7 +2,10 @@
 #include "lockstep/shm_ring.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <span>
 
@@ -122,12 +125,17 @@ TEST(ShmRing, OptionsAreValidated) {
   EXPECT_EQ(with([](ShmRingOptions& o) { o.channel_name = ""; }), ErrorCode::kInvalidArgument);
   EXPECT_EQ(with([](ShmRingOptions& o) { o.spin = kShmRingSpinMax + std::chrono::microseconds(1); }),
             ErrorCode::kInvalidArgument);
-  EXPECT_EQ(shm_ring_segment_name("job1", "ctl"), "/lockstep-job1-ctl");
+  ShmRingOptions named;
+  named.job_id = "job1";
+  named.channel_name = "ctl";
+  EXPECT_EQ(shm_ring_segment_name(named), "/lockstep-job1-g0-ctl");
+  named.generation = 3;  // a restarted generation never opens the old one's rings
+  EXPECT_EQ(shm_ring_segment_name(named), "/lockstep-job1-g3-ctl");
 }
 
 TEST(ShmRing, CreatorUnlinksAndLeftoversAreReported) {
   const auto options = test::unique_ring_options(1, 2, 64);
-  const std::string name = shm_ring_segment_name(options.job_id, options.channel_name);
+  const std::string name = shm_ring_segment_name(options);
   {
     ShmRing ring = ShmRing::create(options);
     EXPECT_TRUE(segment_exists(name));
@@ -196,6 +204,46 @@ TEST(ShmRing, CancelIsSegmentWide) {
   std::vector<std::uint8_t> buffer(64);
   EXPECT_EQ(code_of([&] { writer->publish(buffer, kTimeout); }), ErrorCode::kAborted);
   EXPECT_EQ(code_of([&] { reader->receive(buffer, kTimeout); }), ErrorCode::kAborted);
+}
+
+}  // namespace
+}  // namespace lockstep
+
+namespace lockstep {
+namespace {
+
+// A job with no lockstep launcher (torchrun) whose ranks are killed leaves
+// its rings behind; the next ring created on the host removes them, and
+// never a ring whose owner lives.
+TEST(ShmRing, CreateSweepsRingsEveryOwnerLeftButNoLiveOnes) {
+  const ShmRingOptions orphan = test::unique_ring_options(1, 2, 64);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    ShmRing ring = ShmRing::create(orphan);
+    auto writer = ring.writer();
+    const char byte = 1;
+    (void)!::write(ready[1], &byte, 1);
+    ::pause();  // until SIGKILL: the ring is never unlinked by its owner
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  const ShmRingOptions live = test::unique_ring_options(1, 2, 64);
+  ShmRing mine = ShmRing::create(live);
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(segment_exists(shm_ring_segment_name(orphan)));
+
+  ShmRing next = ShmRing::create(test::unique_ring_options(1, 2, 64));  // sweeps first
+  EXPECT_FALSE(segment_exists(shm_ring_segment_name(orphan)));
+  EXPECT_TRUE(segment_exists(shm_ring_segment_name(live)));
 }
 
 }  // namespace

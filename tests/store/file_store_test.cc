@@ -131,6 +131,15 @@ TEST_F(FileStoreTest, JobTokenSeparatesJobsAndRefusesMismatches) {
   // The refused rank 0 did not replace the job's claim.
   EXPECT_NO_THROW(join_job(base, good, 2, milliseconds(100)));
   EXPECT_NO_THROW(join_job(base, good, 0, milliseconds(100)));  // a restarted rank 0
+  // A new generation of the same job proves the same token but reads and
+  // writes its own key space: an old-generation straggler never meets it.
+  JobCredentials next = good;
+  next.generation = 1;
+  auto reborn = join_job(base, next, 0, milliseconds(100));
+  rank0->set("only-in-generation-0", bytes("x"));
+  EXPECT_FALSE(reborn->check({"only-in-generation-0"}));
+  next.generation = kJobGenerationMax + 1;
+  EXPECT_EQ(code_of([&] { join_job(base, next, 0, milliseconds(1)); }), ErrorCode::kInvalidArgument);
   EXPECT_EQ(code_of([&] { join_job(base, {"job 1", good.token}, 0, milliseconds(1)); }),
             ErrorCode::kInvalidArgument);
   EXPECT_EQ(code_of([&] { join_job(base, {"job-1", "short"}, 0, milliseconds(1)); }),

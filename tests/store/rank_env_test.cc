@@ -52,6 +52,17 @@ TEST(RankEnv, TorchrunNames) {
   EXPECT_EQ(env.store_url, "file:/jobs/a/store");
   EXPECT_EQ(env.job_id, "job-a");
   EXPECT_EQ(env.job_token, "secret-0123456789");
+  EXPECT_EQ(env.generation, 0u);
+}
+
+TEST(RankEnv, GenerationIsBoundedAndNamedWhenBad) {
+  Vars vars = torchrun();
+  vars["LOCKSTEP_GENERATION"] = "4";
+  EXPECT_EQ(parse(vars).generation, 4u);
+  vars["LOCKSTEP_GENERATION"] = "-1";
+  EXPECT_NE(refusal(vars).find("LOCKSTEP_GENERATION"), std::string::npos);
+  vars["LOCKSTEP_GENERATION"] = "1000001";
+  EXPECT_NE(refusal(vars).find("LOCKSTEP_GENERATION"), std::string::npos);
 }
 
 TEST(RankEnv, SlurmNamesAndTasksPerNodeSpec) {
