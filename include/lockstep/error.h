@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -44,6 +45,8 @@ enum class ErrorCode : std::uint8_t {
 // Stable, documented name of a code ("timeout", "ledger", ...), used in logs,
 // dumps and doctor verdicts.
 std::string_view error_code_name(ErrorCode code);
+// The code named `name` (error_code_name's inverse); nullopt for any other text.
+std::optional<ErrorCode> error_code_from_name(std::string_view name);
 
 // Process exit code for a fatal error of this class (docs/manual/exit-codes.md).
 // 0 is success, 1 an uncaught non-lockstep exception, 2 a usage error.

@@ -73,6 +73,9 @@ struct FatalSources {
   std::function<std::vector<ArmedDeadline>()> armed;
   std::function<std::vector<LedgerSummary>()> ledgers;
   std::function<std::vector<std::pair<std::string, std::int64_t>>()> counters;
+  // Writes what the dump cannot hold into a file beside it, before the dump
+  // (the Python package: every Python thread's stack, without the GIL).
+  std::function<void()> beside_dump;
 };
 
 class FatalHandler {
@@ -117,6 +120,7 @@ class FatalHandler {
 
  private:
   DumpHeader make_header(const DumpReason& reason) const;
+  void write_beside_dump() noexcept;
   void write_fatal_dump(const DumpReason& reason);
   [[noreturn]] void run_abort_then_exit(int exit_code);
   void hard_exit_thread();

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,21 @@
 #include "lockstep/flight_recorder.h"
 
 namespace lockstep {
+
+// The exchange a tripwire runs over: every member of the group contributes
+// `mine` (the same number of words on every rank) and gets back every
+// member's, indexed by group rank — an all_gather of u64 words, through the
+// Communicator or, in the Python package, through a guarded torch group.
+using GatherWords =
+    std::function<std::vector<std::vector<std::uint64_t>>(const std::vector<std::uint64_t>& mine)>;
+
+// Ledger check over any transport: gathers every member's digest of the
+// group's ledger (`mine` as of this call; `members` the group's global ranks
+// by group rank). On a mismatch gathers every rank's recent entries and
+// throws Error{kLedger} naming the first divergent entry of each rank outside
+// the majority (group, seq, op, dtype, count, both sides). Two gathers at
+// most; blocking as `gather` is.
+void check_ledger(const LedgerSnapshot& mine, const std::vector<int>& members, const GatherWords& gather);
 
 // Start-up weight check. `loaded` is the digest of the shard this rank
 // loaded; `expected` holds, for every group rank g, the digest rank g's shard
@@ -44,6 +60,6 @@ void check_chunk_digests(Communicator& comm, std::string_view group, std::uint64
 
 // Every member group's ledger (next_seq, digest) for the flight-recorder
 // dump. Non-blocking (a short lock per ledger); any thread.
-std::vector<LedgerSummary> ledger_summaries(const Communicator& comm);
+std::vector<LedgerSummary> ledger_summaries(const CollectiveGate& gate);
 
 }  // namespace lockstep

@@ -40,6 +40,15 @@ std::string_view error_code_name(ErrorCode code) {
   return "unknown";
 }
 
+std::optional<ErrorCode> error_code_from_name(std::string_view name) {
+  for (auto value = static_cast<int>(ErrorCode::kInvalidArgument); value <= static_cast<int>(ErrorCode::kInternal);
+       ++value) {
+    const auto code = static_cast<ErrorCode>(value);
+    if (error_code_name(code) == name) return code;
+  }
+  return std::nullopt;
+}
+
 // Exit codes group error classes so a supervisor can act without parsing text.
 // Documented in docs/manual/exit-codes.md; keep the two in step.
 int exit_code_for(ErrorCode code) {

@@ -173,6 +173,20 @@ std::filesystem::path FatalHandler::dump_now(const DumpReason& reason) {
   return write_dump(options_.job_dir, make_header(reason), recorder_);
 }
 
+void FatalHandler::write_beside_dump() noexcept {
+  std::function<void()> beside;
+  {
+    std::lock_guard<std::mutex> lock(sources_mutex_);
+    beside = sources_.beside_dump;
+  }
+  if (!beside) return;
+  try {
+    beside();
+  } catch (const std::exception& e) {
+    log_line(std::string("lockstep: writing beside the dump failed: ") + e.what());
+  }
+}
+
 void FatalHandler::write_fatal_dump(const DumpReason& reason) {
   // A SIGUSR1 dump in progress finishes first (it cannot block on workers);
   // if it is somehow stuck, write anyway: the rename keeps the file whole.
@@ -194,6 +208,7 @@ void FatalHandler::fail(const FatalCause& cause) noexcept {
       cause.code_name.empty() ? std::string(error_code_name(cause.code)) : cause.code_name;
   log_line("lockstep: rank " + std::to_string(options_.rank) + " fatal (" + code_name +
            ", exit " + std::to_string(exit_code) + "): " + cause.message);
+  write_beside_dump();
   try {
     write_fatal_dump(DumpReason{cause.kind, code_name, cause.message, exit_code});
   } catch (const std::exception& e) {

@@ -27,19 +27,31 @@ const std::vector<int>& members_of(const Communicator& comm, std::string_view gr
   return spec->member_ranks;
 }
 
-// all_gather of `words_per_rank` u64 per rank; result indexed [group rank][word].
-std::vector<std::vector<std::uint64_t>> gather_words(Communicator& comm, std::string_view group,
-                                                     const std::vector<std::uint64_t>& mine,
-                                                     std::size_t ranks,
-                                                     std::chrono::milliseconds timeout) {
-  std::vector<std::uint64_t> flat(ranks * mine.size());
-  comm.all_gather(group, mine.data(), flat.data(), mine.size(), DType::kI64, timeout);
-  std::vector<std::vector<std::uint64_t>> out(ranks);
-  for (std::size_t r = 0; r < ranks; ++r) {
-    out[r].assign(flat.begin() + static_cast<std::ptrdiff_t>(r * mine.size()),
-                  flat.begin() + static_cast<std::ptrdiff_t>((r + 1) * mine.size()));
+// all_gather of mine.size() u64 per rank over the guarded Communicator.
+GatherWords communicator_gather(Communicator& comm, std::string_view group, std::size_t ranks,
+                                std::chrono::milliseconds timeout) {
+  return [&comm, group, ranks, timeout](const std::vector<std::uint64_t>& mine) {
+    std::vector<std::uint64_t> flat(ranks * mine.size());
+    comm.all_gather(group, mine.data(), flat.data(), mine.size(), DType::kI64, timeout);
+    std::vector<std::vector<std::uint64_t>> out(ranks);
+    for (std::size_t r = 0; r < ranks; ++r) {
+      out[r].assign(flat.begin() + static_cast<std::ptrdiff_t>(r * mine.size()),
+                    flat.begin() + static_cast<std::ptrdiff_t>((r + 1) * mine.size()));
+    }
+    return out;
+  };
+}
+
+// Checks what a gather returned: one row of `words` words per member.
+void check_gathered(const std::vector<std::vector<std::uint64_t>>& rows, std::size_t members,
+                    std::size_t words) {
+  bool ok = rows.size() == members;
+  for (const auto& row : rows) ok = ok && row.size() == words;
+  if (!ok) {
+    throw Error(ErrorCode::kInternal, "tripwire gather returned " + std::to_string(rows.size()) +
+                                          " rows for " + std::to_string(members) + " ranks of " +
+                                          std::to_string(words) + " words");
   }
-  return out;
 }
 
 std::string rank_list(const std::vector<int>& ranks) {
@@ -117,11 +129,11 @@ LedgerSnapshot decode_ledger(const std::vector<std::uint64_t>& block, std::strin
   return snap;
 }
 
-[[noreturn]] void throw_ledger_divergence(Communicator& comm, std::string_view group,
-                                          const Verdict& verdict, const std::vector<int>& members,
-                                          std::chrono::milliseconds timeout) {
-  const LedgerSnapshot mine = comm.ledger_snapshot(group);
-  const auto blocks = gather_words(comm, group, encode_ledger(mine), members.size(), timeout);
+[[noreturn]] void throw_ledger_divergence(const LedgerSnapshot& mine, const Verdict& verdict,
+                                          const std::vector<int>& members, const GatherWords& gather) {
+  const std::string_view group = mine.group;
+  const auto blocks = gather(encode_ledger(mine));
+  check_gathered(blocks, members.size(), kLedgerBlockWords);
   std::vector<LedgerSnapshot> snaps;
   for (std::size_t r = 0; r < blocks.size(); ++r) {
     snaps.push_back(decode_ledger(blocks[r], group, static_cast<int>(r)));
@@ -159,7 +171,8 @@ void check_weight_fingerprints(Communicator& comm, std::string_view group, std::
   }
   std::uint64_t expected_digest = 0;
   for (const std::uint64_t e : expected) expected_digest = digest_combine(expected_digest, e);
-  const auto gathered = gather_words(comm, group, {loaded, expected_digest}, members.size(), timeout);
+  const auto gathered = communicator_gather(comm, group, members.size(), timeout)({loaded, expected_digest});
+  check_gathered(gathered, members.size(), 2);
 
   std::vector<std::uint64_t> expectations;
   for (const auto& words : gathered) expectations.push_back(words[1]);
@@ -184,16 +197,15 @@ void check_chunk_digests(Communicator& comm, std::string_view group, std::uint64
                          std::uint64_t kv_state_digest, std::chrono::milliseconds timeout) {
   const std::vector<int>& members = members_of(comm, group);
   const LedgerSnapshot ledger = comm.ledger_snapshot(group);
-  const auto gathered = gather_words(comm, group, {ledger.digest, input_digest, kv_state_digest},
-                                     members.size(), timeout);
+  const GatherWords gather = communicator_gather(comm, group, members.size(), timeout);
+  const auto gathered = gather({ledger.digest, input_digest, kv_state_digest});
+  check_gathered(gathered, members.size(), 3);
   const auto column = [&](std::size_t word) {
     std::vector<std::uint64_t> values;
     for (const auto& words : gathered) values.push_back(words[word]);
     return values;
   };
-  if (const Verdict v = judge(column(0), members); !v.agree) {
-    throw_ledger_divergence(comm, group, v, members, timeout);
-  }
+  if (const Verdict v = judge(column(0), members); !v.agree) throw_ledger_divergence(ledger, v, members, gather);
   constexpr std::string_view kFields[] = {"", "input digest", "kv-state digest"};
   for (std::size_t word = 1; word < std::size(kFields); ++word) {
     if (const Verdict v = judge(column(word), members); !v.agree) {
@@ -204,10 +216,18 @@ void check_chunk_digests(Communicator& comm, std::string_view group, std::uint64
   }
 }
 
-std::vector<LedgerSummary> ledger_summaries(const Communicator& comm) {
+void check_ledger(const LedgerSnapshot& mine, const std::vector<int>& members, const GatherWords& gather) {
+  const auto gathered = gather({mine.digest});
+  check_gathered(gathered, members.size(), 1);
+  std::vector<std::uint64_t> digests;
+  for (const auto& words : gathered) digests.push_back(words[0]);
+  if (const Verdict v = judge(digests, members); !v.agree) throw_ledger_divergence(mine, v, members, gather);
+}
+
+std::vector<LedgerSummary> ledger_summaries(const CollectiveGate& gate) {
   std::vector<LedgerSummary> out;
-  for (const std::string_view group : comm.member_groups()) {
-    const LedgerSnapshot snap = comm.ledger_snapshot(group);
+  for (const std::string_view group : gate.member_groups()) {
+    const LedgerSnapshot snap = gate.ledger_snapshot(group);
     out.push_back(LedgerSummary{snap.group, snap.next_seq, digest_hex(snap.digest)});
   }
   return out;

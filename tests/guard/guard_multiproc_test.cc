@@ -45,8 +45,10 @@ struct MeshRank {
         observer(guard.recorder, &guard.watchdog),
         comm(options(rank), factory, guard.store, &observer) {
     guard.fatal.set_abort_action([this] { comm.abort(); });
-    guard.fatal.set_sources(FatalSources{[this] { return guard.watchdog.armed(); },
-                                         [this] { return ledger_summaries(comm); }, {}});
+    FatalSources sources;
+    sources.armed = [this] { return guard.watchdog.armed(); };
+    sources.ledgers = [this] { return ledger_summaries(comm.gate()); };
+    guard.fatal.set_sources(sources);
     comm.set_phase(Phase::kControl);
   }
 

@@ -39,7 +39,9 @@ struct GuardedRank {
               recorder, &store),
         watchdog(with_peers(watchdog_options, rank, world_size),
                  [this](const WatchdogFiring& firing) { fatal.fail(firing); }) {
-    fatal.set_sources(FatalSources{[this] { return watchdog.armed(); }, {}, {}});
+    FatalSources sources;
+    sources.armed = [this] { return watchdog.armed(); };
+    fatal.set_sources(sources);
     watchdog.enter_steady_state();
     watchdog.start();
   }
