@@ -2,6 +2,15 @@
 // supervises them so that no rank outlives the job and no failure goes
 // unnoticed. Used by `lockstep launch` and `lockstep run` (SPEC §6, break-it C3).
 //
+// A drop-in for torchrun: every rank gets what torch's env:// init expects
+// (MASTER_ADDR, MASTER_PORT, RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE,
+// GROUP_RANK, ROLE_RANK, ROLE_WORLD_SIZE, TORCHELASTIC_RUN_ID) besides
+// lockstep's own (LOCKSTEP_JOB_DIR, _STORE, _JOB_ID, _JOB_TOKEN, _GENERATION,
+// _LAUNCHER_PID). A job may span machines: one launcher per machine
+// (nnodes, node_rank) sharing a store (Redis); node 0 publishes MASTER_ADDR
+// and MASTER_PORT there, and a failure on any machine is published there too,
+// so every machine's launcher stops its ranks within one supervision tick.
+//
 // Guarantees, on every path:
 // - When a rank exits non-zero or by a signal, every other rank's process group
 //   gets SIGTERM, then SIGKILL after grace_ms.
@@ -20,6 +29,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,6 +38,10 @@ namespace lockstep {
 
 // More ranks than this on one host are refused (each rank holds 3 fds here).
 inline constexpr int kLaunchNprocMax = 256;
+// More machines than this in one job are refused as a typo.
+inline constexpr int kLaunchNodesMax = 1024;
+// How long a launcher of node > 0 waits for node 0's MASTER_ADDR/PORT.
+inline constexpr std::int64_t kLaunchRendezvousMsDefault = 60'000;
 // Default SIGTERM → SIGKILL grace.
 inline constexpr std::int64_t kLaunchGraceMsDefault = 5000;
 // A rank's output line longer than this is forwarded in pieces of this size.
@@ -38,7 +52,18 @@ inline constexpr std::size_t kLaunchDumpFilesMax = 1024;
 struct LaunchResult;
 
 struct LaunchOptions {
-  int nproc = 1;  // 1..kLaunchNprocMax
+  int nproc = 1;  // ranks on this machine, 1..kLaunchNprocMax
+  int nnodes = 1;     // machines, 1..kLaunchNodesMax (each runs one launcher)
+  int node_rank = 0;  // this machine, 0..nnodes-1; its ranks are node_rank*nproc + 0..nproc-1
+  // torch's MASTER_ADDR / MASTER_PORT. Empty / 0: 127.0.0.1 and a free port
+  // on one machine; on several, node 0 uses its host name (or this address)
+  // and a free port (or this one) and publishes both in the store.
+  std::string master_addr;
+  int master_port = 0;  // 0 or 1..65535
+  std::int64_t rendezvous_ms = kLaunchRendezvousMsDefault;  // > 0; nodes > 0 wait this long for node 0
+  // The job's generation (job_token.h): part of every key, ring and poison
+  // mark its ranks use. 0..kJobGenerationMax.
+  std::uint32_t generation = 0;
   // Created (with parents) if absent. Empty: a fresh mkdtemp directory
   // "lockstep-job-XXXXXX" under $TMPDIR (or /tmp).
   std::string job_dir;
@@ -51,6 +76,7 @@ struct LaunchOptions {
   // Hard bound on the whole job; 0 means none. On expiry the ranks are
   // stopped as after a failure and the result carries exit_code_for(kTimeout).
   std::int64_t timeout_ms = 0;
+  // Several machines need all three, equal on every machine's launcher.
   std::string job_id;     // empty: "job-" + 16 random hex digits
   std::string job_token;  // empty: 32 random hex digits (getrandom)
   std::string store;      // empty: "file:<job_dir>/store" (directory created)
@@ -66,7 +92,7 @@ struct LaunchOptions {
 // How one rank ended.
 struct RankStatus {
   enum class End : std::uint8_t { kExited, kSignaled };
-  int rank = -1;
+  int rank = -1;  // global rank
   pid_t pid = -1;
   End end = End::kExited;
   int code = 0;  // exit code for kExited, signal number for kSignaled
@@ -80,14 +106,17 @@ enum class LaunchEnd : std::uint8_t {
   kSuccess,          // every rank exited 0
   kRankFailed,       // a rank exited non-zero or by a signal
   kTimeout,          // LaunchOptions::timeout_ms expired
-  kLauncherSignaled  // SIGTERM/SIGINT/SIGHUP reached the launcher
+  kLauncherSignaled,  // SIGTERM/SIGINT/SIGHUP reached the launcher
+  kPeerNodeFailed    // another machine's launcher published its job's failure
 };
 
 struct LaunchResult {
   std::string job_dir;
   std::string job_id;
   LaunchEnd end = LaunchEnd::kSuccess;
-  std::vector<RankStatus> ranks;  // indexed by rank
+  std::vector<RankStatus> ranks;  // this machine's, indexed by local rank
+  int node_rank = 0;
+  std::string peer_node_failure;  // kPeerNodeFailed: what the other machine published
   int first_failed_rank = -1;     // set when end == kRankFailed
   // The rank whose failure the others followed, set when end == kRankFailed:
   // the first failed rank that did not end as a follower does (exit
@@ -102,7 +131,8 @@ struct LaunchResult {
   std::int64_t wall_ms = 0;
   // 0 on success; the cause rank's exit code, or 128+signal when it died by
   // a signal; exit_code_for(kTimeout) on timeout; 128+signal when the
-  // launcher was signalled.
+  // launcher was signalled; exit_code_for(kPeerFailure) when another
+  // machine failed.
   int exit_code = 0;
   std::string summary;                  // one line, no newline
   std::vector<std::string> dump_files;  // <job_dir>/dumps/*, sorted, on failure
@@ -132,6 +162,25 @@ struct LaunchResult {
 // Error{kInternal} when a rank was reaped outside the launcher. Ranks already
 // started are SIGKILLed and reaped before any exception leaves launch().
 LaunchResult launch(const LaunchOptions& options);
+
+// What a SLURM allocation says about this launcher's place in the job, for
+// `lockstep launch` under srun with one task per machine (SLURM_NNODES,
+// SLURM_NODEID, the first host of SLURM_JOB_NODELIST, SLURM_JOB_ID).
+// nullopt outside SLURM (no SLURM_JOB_ID). Throws Error{kInvalidArgument}
+// naming the variable for a malformed value.
+struct SlurmPlacement {
+  int nnodes = 1;
+  int node_rank = 0;
+  std::string master_addr;  // the first host of the allocation
+  std::string job_id;       // "slurm-<SLURM_JOB_ID>"
+};
+std::optional<SlurmPlacement> slurm_placement(
+    const std::function<std::optional<std::string>(const std::string&)>& lookup);
+
+// Expands a SLURM host list ("node[01-03,07],gpu5" -> node01 node02 node03
+// node07 gpu5), at most kLaunchNodesMax hosts. Throws Error{kInvalidArgument}
+// naming the list for an unbalanced bracket, a bad range or too many hosts.
+std::vector<std::string> expand_slurm_nodelist(const std::string& nodelist);
 
 // "timeout" for 20, "peer_failure" for 21, "encode/decode/checksum/schema/limit"
 // for 10, "hard_deadline" for kExitHardDeadline, "uncaught_exception" for 1;

@@ -12,6 +12,7 @@
 
 #include "lockstep/assert.h"
 #include "lockstep/error.h"
+#include "lockstep/job_token.h"
 
 extern char** environ;
 
@@ -54,6 +55,24 @@ void check_options(const LaunchOptions& options) {
   if (options.nproc < 1 || options.nproc > kLaunchNprocMax) {
     invalid("nproc " + std::to_string(options.nproc) + " outside 1.." +
             std::to_string(kLaunchNprocMax));
+  }
+  if (options.nnodes < 1 || options.nnodes > kLaunchNodesMax) {
+    invalid("nnodes " + std::to_string(options.nnodes) + " outside 1.." + std::to_string(kLaunchNodesMax));
+  }
+  if (options.node_rank < 0 || options.node_rank >= options.nnodes) {
+    invalid("node_rank " + std::to_string(options.node_rank) + " outside 0.." + std::to_string(options.nnodes - 1));
+  }
+  if (options.nnodes > 1 && (options.store.empty() || options.job_id.empty() || options.job_token.empty())) {
+    invalid("nnodes " + std::to_string(options.nnodes) +
+            " needs a store, a job id and a job token shared by every machine's launcher "
+            "(--store redis:HOST:PORT --job-id ID --job-token SECRET)");
+  }
+  if (options.master_port < 0 || options.master_port > 65535) {
+    invalid("master_port " + std::to_string(options.master_port) + " outside 0..65535");
+  }
+  if (options.rendezvous_ms <= 0) invalid("rendezvous_ms " + std::to_string(options.rendezvous_ms) + " <= 0");
+  if (options.generation > kJobGenerationMax) {
+    invalid("generation " + std::to_string(options.generation) + " > " + std::to_string(kJobGenerationMax));
   }
   if (options.argv.empty() || options.argv.front().empty()) invalid("argv: no program given");
   if (options.grace_ms < 0 || options.grace_ms > kGraceMsMax) {
@@ -131,17 +150,26 @@ JobSetup prepare_job(const LaunchOptions& options) {
   return job;
 }
 
-RankCommand rank_command(const LaunchOptions& options, const JobSetup& job, int rank,
+RankCommand rank_command(const LaunchOptions& options, const JobSetup& job, int local_rank,
                          pid_t launcher_pid) {
+  const std::string rank = std::to_string(options.node_rank * options.nproc + local_rank);
+  const std::string world_size = std::to_string(options.nnodes * options.nproc);
   std::vector<std::pair<std::string, std::string>> defined = {
-      {"RANK", std::to_string(rank)},
-      {"WORLD_SIZE", std::to_string(options.nproc)},
-      {"LOCAL_RANK", std::to_string(rank)},
+      {"RANK", rank},
+      {"WORLD_SIZE", world_size},
+      {"LOCAL_RANK", std::to_string(local_rank)},
       {"LOCAL_WORLD_SIZE", std::to_string(options.nproc)},
+      {"GROUP_RANK", std::to_string(options.node_rank)},
+      {"ROLE_RANK", rank},
+      {"ROLE_WORLD_SIZE", world_size},
+      {"MASTER_ADDR", job.master_addr},
+      {"MASTER_PORT", std::to_string(job.master_port)},
+      {"TORCHELASTIC_RUN_ID", job.job_id},
       {"LOCKSTEP_JOB_DIR", job.job_dir},
       {"LOCKSTEP_STORE", job.store},
       {"LOCKSTEP_JOB_ID", job.job_id},
       {"LOCKSTEP_JOB_TOKEN", job.job_token},
+      {"LOCKSTEP_GENERATION", std::to_string(options.generation)},
       {"LOCKSTEP_LAUNCHER_PID", std::to_string(launcher_pid)},
   };
   defined.insert(defined.end(), options.env.begin(), options.env.end());

@@ -19,6 +19,8 @@ struct JobSetup {
   std::string job_token;
   std::string store;
   std::string program_path;  // resolved executable
+  std::string master_addr;   // torch's MASTER_ADDR / MASTER_PORT (nodes.h)
+  int master_port = 0;
 };
 
 // Checks the options (Error{kInvalidArgument} naming the field), creates
@@ -27,11 +29,14 @@ struct JobSetup {
 // program against $PATH (Error{kInvalidArgument} when not executable).
 JobSetup prepare_job(const LaunchOptions& options);
 
-// The command for one rank: the launcher's environment, then RANK,
-// WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, LOCKSTEP_JOB_DIR, LOCKSTEP_STORE,
-// LOCKSTEP_JOB_ID, LOCKSTEP_JOB_TOKEN, LOCKSTEP_LAUNCHER_PID, then
-// options.env; a later definition of a name replaces an earlier one.
-RankCommand rank_command(const LaunchOptions& options, const JobSetup& job, int rank,
+// The command for the rank `local_rank` of this machine: the launcher's
+// environment, then torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
+// LOCAL_WORLD_SIZE, GROUP_RANK, ROLE_RANK, ROLE_WORLD_SIZE, MASTER_ADDR,
+// MASTER_PORT, TORCHELASTIC_RUN_ID) and lockstep's (LOCKSTEP_JOB_DIR,
+// LOCKSTEP_STORE, LOCKSTEP_JOB_ID, LOCKSTEP_JOB_TOKEN, LOCKSTEP_GENERATION,
+// LOCKSTEP_LAUNCHER_PID), then options.env; a later definition of a name
+// replaces an earlier one.
+RankCommand rank_command(const LaunchOptions& options, const JobSetup& job, int local_rank,
                          pid_t launcher_pid);
 
 }  // namespace lockstep::launch_detail

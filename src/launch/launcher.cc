@@ -31,7 +31,8 @@ LaunchResult launch(const LaunchOptions& options) {
   {
     // Scoped so the sentinel is disarmed and the signal mask restored before
     // the caller's on_failure runs.
-    launch_detail::Supervisor supervisor(options, std::move(job));
+    launch_detail::NodeGroup nodes(options, job);
+    launch_detail::Supervisor supervisor(options, std::move(job), nodes);
     supervisor.start_ranks();
     result = supervisor.supervise();
   }

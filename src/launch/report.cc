@@ -57,6 +57,7 @@ const char* end_name(LaunchEnd end) {
     case LaunchEnd::kRankFailed: return "rank_failed";
     case LaunchEnd::kTimeout: return "timeout";
     case LaunchEnd::kLauncherSignaled: return "launcher_signaled";
+    case LaunchEnd::kPeerNodeFailed: return "peer_node_failed";
   }
   return "unknown";
 }
@@ -108,6 +109,9 @@ std::string summarize(const LaunchResult& result) {
     case LaunchEnd::kLauncherSignaled:
       return head + "launcher got " + signal_label(result.launcher_signal) + after + "; stopped " +
              plural(result.stopped_ranks, "rank");
+    case LaunchEnd::kPeerNodeFailed:
+      return head + "another machine failed (" + result.peer_node_failure + ")" + after + "; stopped " +
+             plural(result.stopped_ranks, "rank");
   }
   return head + "unknown end";
 }
@@ -128,7 +132,8 @@ void write_launch_json(const LaunchResult& result) {
   for (const RankStatus& status : result.ranks) ranks.push_back(rank_json(status));
   const nlohmann::json document = {
       {"format", "lockstep.launch"}, {"version", kJsonFormatVersion},
-      {"job_id", result.job_id}, {"job_dir", result.job_dir},
+      {"job_id", result.job_id}, {"job_dir", result.job_dir}, {"node_rank", result.node_rank},
+      {"peer_node_failure", result.peer_node_failure},
       {"end", end_name(result.end)}, {"exit_code", result.exit_code},
       {"first_failed_rank", result.first_failed_rank}, {"cause_rank", result.cause_rank},
       {"launcher_signal", result.launcher_signal}, {"stopped_ranks", result.stopped_ranks},

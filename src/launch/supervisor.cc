@@ -53,18 +53,20 @@ Fd open_log(const std::string& path) {
 
 }  // namespace
 
-Supervisor::Supervisor(const LaunchOptions& options, JobSetup job)
+Supervisor::Supervisor(const LaunchOptions& options, JobSetup job, NodeGroup& nodes)
     : options_(options),
       job_(std::move(job)),
+      nodes_(nodes),
       launcher_pid_(::getpid()),
       devnull_(open_devnull()),
       sentinel_(devnull_.get()) {
   result_.job_dir = job_.job_dir;
   result_.job_id = job_.job_id;
+  result_.node_rank = options_.node_rank;
   slots_.resize(static_cast<std::size_t>(options_.nproc));
   result_.ranks.resize(slots_.size());
   for (std::size_t rank = 0; rank < slots_.size(); ++rank) {
-    result_.ranks[rank].rank = static_cast<int>(rank);
+    result_.ranks[rank].rank = options_.node_rank * options_.nproc + static_cast<int>(rank);
   }
 }
 
@@ -106,6 +108,7 @@ LaunchResult Supervisor::supervise() {
     handle_signals();
     reap_exited();
     enforce_deadlines();
+    watch_other_nodes();
   }
   for (RankSlot& slot : slots_) {
     for (LinePump& stream : slot.streams) stream.close();
@@ -207,10 +210,26 @@ void Supervisor::record_exit(int rank, int wait_status) {
   }
 }
 
+void Supervisor::watch_other_nodes() {
+  if (stopping_) return;
+  if (std::optional<std::string> failure = nodes_.peer_failure()) {
+    result_.peer_node_failure = std::move(*failure);
+    begin_stop(LaunchEnd::kPeerNodeFailed);
+  }
+}
+
 void Supervisor::begin_stop(LaunchEnd why) {
   LOCKSTEP_ASSERT(!stopping_ && why != LaunchEnd::kSuccess);
   stopping_ = true;
   result_.end = why;
+  // The other machines stop too (a no-op on one machine, or when it was
+  // another machine's failure that stopped this one).
+  if (why != LaunchEnd::kPeerNodeFailed) {
+    nodes_.publish_failure(why == LaunchEnd::kRankFailed
+                               ? "rank " + std::to_string(result_.ranks[static_cast<std::size_t>(result_.first_failed_rank)].rank) +
+                                     " failed"
+                               : std::string(why == LaunchEnd::kTimeout ? "job timed out" : "launcher signalled"));
+  }
   for (std::size_t rank = 0; rank < slots_.size(); ++rank) {
     if (!slots_[rank].running) continue;
     ::kill(-slots_[rank].pid, SIGTERM);
@@ -259,6 +278,7 @@ void Supervisor::finish_result() {
       result_.exit_code = exit_code_of(result_.ranks[static_cast<std::size_t>(result_.cause_rank)]);
       break;
     case LaunchEnd::kTimeout: result_.exit_code = exit_code_for(ErrorCode::kTimeout); break;
+    case LaunchEnd::kPeerNodeFailed: result_.exit_code = exit_code_for(ErrorCode::kPeerFailure); break;
     case LaunchEnd::kLauncherSignaled:
       result_.exit_code = kExitSignalBase + result_.launcher_signal;
       break;

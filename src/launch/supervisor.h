@@ -12,6 +12,7 @@
 #include "launch/fd.h"
 #include "launch/job.h"
 #include "launch/line_pump.h"
+#include "launch/nodes.h"
 #include "launch/signals.h"
 #include "launch/spawn.h"
 #include "lockstep/launcher.h"
@@ -20,9 +21,9 @@ namespace lockstep::launch_detail {
 
 class Supervisor {
  public:
-  // Blocks the launcher's signals and forks the sentinel.
-  // Throws Error{kResource}.
-  Supervisor(const LaunchOptions& options, JobSetup job);
+  // Blocks the launcher's signals and forks the sentinel. `nodes` must
+  // outlive the supervisor. Throws Error{kResource}.
+  Supervisor(const LaunchOptions& options, JobSetup job, NodeGroup& nodes);
   // SIGKILLs and reaps any rank still running (the exception path), then
   // disarms the sentinel and restores the signal mask.
   ~Supervisor();
@@ -52,6 +53,7 @@ class Supervisor {
   void reap_exited();
   void record_exit(int rank, int wait_status);
   void enforce_deadlines();
+  void watch_other_nodes();
   void begin_stop(LaunchEnd why);
   int running_count() const;
   bool any_stream_open() const;
@@ -59,6 +61,7 @@ class Supervisor {
 
   const LaunchOptions& options_;
   JobSetup job_;
+  NodeGroup& nodes_;
   pid_t launcher_pid_;
   SignalScope signals_;
   Fd devnull_;

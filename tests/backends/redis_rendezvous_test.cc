@@ -3,75 +3,19 @@
 // all-reduce. Fails (does not skip) when redis-server is missing: CI installs
 // it.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-#include <thread>
 
 #include "backends/rank_job.h"
 #include "lockstep/redis_store.h"
 #include "support/multiprocess.h"
+#include "support/redis_server.h"
 
-extern char** environ;
 
 namespace lockstep::test {
 namespace {
 
-constexpr const char* kRedisServer = "/usr/bin/redis-server";
-constexpr std::chrono::milliseconds kServerStart{10000};
-constexpr std::chrono::milliseconds kServerStop{5000};
-constexpr std::chrono::milliseconds kPoll{10};
 constexpr std::chrono::milliseconds kOpTimeout{15000};
 constexpr int kRanks = 3;
-
-// A redis-server child on 127.0.0.1:<port>, without persistence; stopped
-// (SIGTERM, then SIGKILL past kServerStop) when this goes out of scope.
-class RedisServer {
- public:
-  explicit RedisServer(int port) : port_(port) {
-    const std::string port_text = std::to_string(port);
-    const char* argv[] = {kRedisServer, "--port", port_text.c_str(), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--daemonize", "no", nullptr};
-    const int rc = posix_spawn(&pid_, kRedisServer, nullptr, nullptr, const_cast<char**>(argv), environ);
-    if (rc != 0) pid_ = -1;
-  }
-  ~RedisServer() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    const auto deadline = std::chrono::steady_clock::now() + kServerStop;
-    int status = 0;
-    while (waitpid(pid_, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() >= deadline) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &status, 0);
-        return;
-      }
-      std::this_thread::sleep_for(kPoll);
-    }
-  }
-  bool started() const { return pid_ > 0; }
-
-  // True once a client can connect, within kServerStart.
-  bool wait_ready() const {
-    const auto deadline = std::chrono::steady_clock::now() + kServerStart;
-    while (std::chrono::steady_clock::now() < deadline) {
-      try {
-        RedisStore probe({"127.0.0.1", port_, "probe", std::chrono::milliseconds(500)});
-        probe.set("ready", {});
-        return true;
-      } catch (const Error&) {
-        std::this_thread::sleep_for(kPoll);
-      }
-    }
-    return false;
-  }
-
- private:
-  int port_;
-  pid_t pid_ = -1;
-};
 
 TEST(RedisRendezvous, ThreeRanksJoinConnectAndAllReduce) {
   ASSERT_EQ(access(kRedisServer, X_OK), 0)

@@ -9,10 +9,13 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "launch/process_util.h"
+#include "support/multiprocess.h"
+#include "support/redis_server.h"
 
 namespace lockstep {
 namespace {
@@ -185,6 +188,79 @@ TEST(LaunchCli, AllRanksSucceedExitsZeroQuietly) {
   ASSERT_TRUE(WIFEXITED(*status));
   EXPECT_EQ(WEXITSTATUS(*status), 0);
   EXPECT_EQ(read_file(dir.path() / "launcher.err"), "");
+}
+
+
+// Two "machines" on this host: one launcher each, sharing a real redis-server.
+class TwoMachines {
+ public:
+  TwoMachines() : redis_(test::pick_free_tcp_port()) {}
+
+  // Starts both launchers with `script` as every rank; false when Redis is missing.
+  bool start(const std::string& job_id, const std::string& script) {
+    if (!redis_.started() || !redis_.wait_ready()) return false;
+    for (int node = 0; node < 2; ++node) {
+      launchers_[node] = start_launcher(
+          dirs_[node], {"--nnodes", "2", "--node-rank", std::to_string(node), "--nproc", "2", "--store",
+                        redis_.url(), "--job-id", job_id, "--job-token", "secret-0123456789", "--master-addr",
+                        "127.0.0.1", "--job-dir", dirs_[node].str() + "/job", "--grace-ms", "2000", "--timeout-s",
+                        "60", "--", "/bin/sh", "-c", script});
+    }
+    return launchers_[0] > 0 && launchers_[1] > 0;
+  }
+  // The launcher's exit status, or -1 when it did not exit within the bound.
+  int exit_status(int node) {
+    const auto status = wait_child(launchers_[node], kExitBound);
+    return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+  }
+  const ScratchDir& dir(int node) const { return dirs_[node]; }
+
+ private:
+  test::RedisServer redis_;
+  ScratchDir dirs_[2];
+  pid_t launchers_[2] = {-1, -1};
+};
+
+TEST(LaunchCli, TwoMachinesRendezvousOverRedisLikeTorchrun) {
+  ASSERT_EQ(access(test::kRedisServer, X_OK), 0) << "apt-get install redis-server (CI installs it)";
+  TwoMachines machines;
+  ASSERT_TRUE(machines.start("two-machines-ok",
+                             "echo \"$RANK $WORLD_SIZE $LOCAL_RANK $LOCAL_WORLD_SIZE $GROUP_RANK $ROLE_RANK "
+                             "$MASTER_ADDR $MASTER_PORT $TORCHELASTIC_RUN_ID $LOCKSTEP_GENERATION\" > "
+                             "\"$LOCKSTEP_JOB_DIR/env-$RANK\""));
+  EXPECT_EQ(machines.exit_status(0), 0) << read_file(machines.dir(0).path() / "launcher.err");
+  EXPECT_EQ(machines.exit_status(1), 0) << read_file(machines.dir(1).path() / "launcher.err");
+  std::string port;
+  for (int rank = 0; rank < 4; ++rank) {
+    const int node = rank / 2;
+    const std::string env = read_file(machines.dir(node).path() / "job" / ("env-" + std::to_string(rank)));
+    std::istringstream words(env);
+    std::string r, world, local, local_world, group, role, addr, this_port, run_id, generation;
+    words >> r >> world >> local >> local_world >> group >> role >> addr >> this_port >> run_id >> generation;
+    EXPECT_EQ(r, std::to_string(rank)) << env;
+    EXPECT_EQ(world, "4");
+    EXPECT_EQ(local, std::to_string(rank % 2));
+    EXPECT_EQ(local_world, "2");
+    EXPECT_EQ(group, std::to_string(node));
+    EXPECT_EQ(role, r);
+    EXPECT_EQ(addr, "127.0.0.1");
+    EXPECT_GT(std::atoi(this_port.c_str()), 0) << env;
+    if (rank == 0) port = this_port;
+    EXPECT_EQ(this_port, port) << "node 0 publishes one MASTER_PORT for every machine";
+    EXPECT_EQ(run_id, "two-machines-ok");
+    EXPECT_EQ(generation, "0");
+  }
+}
+
+TEST(LaunchCli, AFailureOnOneMachineStopsEveryMachine) {
+  ASSERT_EQ(access(test::kRedisServer, X_OK), 0) << "apt-get install redis-server (CI installs it)";
+  TwoMachines machines;
+  // Rank 3 (machine 1) fails; every other rank would sleep far past the bound.
+  ASSERT_TRUE(machines.start("two-machines-fail", "if [ \"$RANK\" = 3 ]; then exit 7; fi; exec sleep 100"));
+  EXPECT_EQ(machines.exit_status(1), 7);
+  EXPECT_EQ(machines.exit_status(0), 21) << "the other machine ends with peer_failure";
+  const std::string err = read_file(machines.dir(0).path() / "launcher.err");
+  EXPECT_NE(err.find("another machine failed (node 1: rank 3 failed)"), std::string::npos) << err;
 }
 
 }  // namespace

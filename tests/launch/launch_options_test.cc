@@ -3,6 +3,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 
 #include "launch/process_util.h"
 #include "lockstep/error.h"
@@ -73,6 +75,84 @@ TEST(LaunchOptions, ExitCodeMeaningInvertsExitCodeFor) {
     EXPECT_NE(exit_code_meaning(exit_code_for(code)).find(error_code_name(code)), std::string::npos)
         << error_code_name(code);
   }
+}
+
+}  // namespace
+}  // namespace lockstep
+
+namespace lockstep {
+namespace {
+
+using Vars = std::map<std::string, std::string>;
+
+std::optional<SlurmPlacement> placement_of(const Vars& vars) {
+  return slurm_placement([&vars](const std::string& name) -> std::optional<std::string> {
+    const auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  });
+}
+
+TEST(Slurm, CompressedNodelistsExpandInOrderWithTheirPadding) {
+  EXPECT_EQ(expand_slurm_nodelist("gpu5"), std::vector<std::string>({"gpu5"}));
+  EXPECT_EQ(expand_slurm_nodelist("node[01-03,07],gpu5"),
+            std::vector<std::string>({"node01", "node02", "node03", "node07", "gpu5"}));
+  EXPECT_EQ(expand_slurm_nodelist("rack[1-2]-n[8-9]"),
+            std::vector<std::string>({"rack1-n8", "rack1-n9", "rack2-n8", "rack2-n9"}));
+  EXPECT_EQ(expand_slurm_nodelist("h[098-101]"), std::vector<std::string>({"h098", "h099", "h100", "h101"}));
+  for (const char* bad : {"node[1-3", "node1-3]", "node[3-1]", "node[a-b]", "a,,b", "n[0-99999]"}) {
+    try {
+      expand_slurm_nodelist(bad);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& error) {
+      EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(error.what()).find(bad), std::string::npos) << error.what();
+    }
+  }
+}
+
+TEST(Slurm, OneTaskPerMachineGivesPlaceMasterAndJob) {
+  EXPECT_FALSE(placement_of({{"SLURM_NNODES", "2"}}).has_value()) << "no SLURM_JOB_ID: not under SLURM";
+  const Vars vars = {{"SLURM_JOB_ID", "4242"},
+                     {"SLURM_NNODES", "3"},
+                     {"SLURM_NODEID", "2"},
+                     {"SLURM_JOB_NODELIST", "dgx[07-08],spare1"}};
+  const auto placement = placement_of(vars);
+  ASSERT_TRUE(placement.has_value());
+  EXPECT_EQ(placement->nnodes, 3);
+  EXPECT_EQ(placement->node_rank, 2);
+  EXPECT_EQ(placement->master_addr, "dgx07");
+  EXPECT_EQ(placement->job_id, "slurm-4242");
+
+  Vars wrong = vars;
+  wrong["SLURM_NNODES"] = "4";
+  try {
+    placement_of(wrong);
+    ADD_FAILURE() << "3 hosts for 4 nodes accepted";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("SLURM_NNODES = 4"), std::string::npos) << error.what();
+  }
+  wrong = vars;
+  wrong["SLURM_NODEID"] = "3";
+  EXPECT_THROW(placement_of(wrong), Error);
+  wrong = vars;
+  wrong.erase("SLURM_JOB_NODELIST");
+  EXPECT_THROW(placement_of(wrong), Error);
+}
+
+TEST(LaunchOptions, SeveralMachinesNeedASharedStoreIdAndToken) {
+  launch_test::ScratchDir dir;
+  LaunchOptions options;
+  options.job_dir = (dir.path() / "job").string();
+  options.argv = {"/bin/true"};
+  options.nnodes = 2;
+  expect_refused(options, "needs a store, a job id and a job token");
+  options.nnodes = 1;
+  options.node_rank = 1;
+  expect_refused(options, "node_rank 1 outside 0..0");
+  options.node_rank = 0;
+  options.master_port = 70000;
+  expect_refused(options, "master_port");
 }
 
 }  // namespace

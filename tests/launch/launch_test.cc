@@ -97,6 +97,28 @@ TEST(Launch, AllRanksSucceedWithTheStandardEnvironment) {
   EXPECT_EQ(json.dump().find(token), std::string::npos) << "the token must not be written";
 }
 
+TEST(Launch, RanksGetWhatTorchEnvInitExpects) {
+  ScratchDir dir;
+  LaunchOptions options = sh_job(
+      dir, 2,
+      "echo \"$MASTER_ADDR $MASTER_PORT $GROUP_RANK $ROLE_RANK $ROLE_WORLD_SIZE $TORCHELASTIC_RUN_ID "
+      "$LOCKSTEP_GENERATION\" > \"$LOCKSTEP_JOB_DIR/env-$RANK\"");
+  options.generation = 3;
+  const LaunchResult result = launch(options);
+  ASSERT_EQ(result.exit_code, 0);
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto words = split_words(read_file(dir.path() / ("env-" + std::to_string(rank))));
+    ASSERT_EQ(words.size(), 7u) << "rank " << rank;
+    EXPECT_EQ(words[0], "127.0.0.1");
+    EXPECT_GT(std::stoi(words[1]), 0);
+    EXPECT_EQ(words[2], "0");
+    EXPECT_EQ(words[3], std::to_string(rank));
+    EXPECT_EQ(words[4], "2");
+    EXPECT_EQ(words[5], result.job_id);
+    EXPECT_EQ(words[6], "3");
+  }
+}
+
 TEST(Launch, GeneratedIdentityDiffersPerJobAndCallerValuesWin) {
   ScratchDir dir;
   LaunchOptions options = sh_job(dir, 1, "echo \"$LOCKSTEP_JOB_ID $LOCKSTEP_JOB_TOKEN "
