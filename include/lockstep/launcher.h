@@ -129,6 +129,10 @@ struct LaunchResult {
   int launcher_signal = 0;
   int stopped_ranks = 0;          // ranks still running when the stop began
   std::int64_t wall_ms = 0;
+  // Wall-clock (Unix epoch) time the first rank was started: ended_after_ms
+  // of every rank is relative to it, so a fault time a rank recorded can be
+  // compared with when every rank was gone.
+  std::int64_t started_unix_ms = 0;
   // 0 on success; the cause rank's exit code, or 128+signal when it died by
   // a signal; exit_code_for(kTimeout) on timeout; 128+signal when the
   // launcher was signalled; exit_code_for(kPeerFailure) when another

@@ -14,7 +14,9 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "lockstep/communicator.h"
@@ -29,13 +31,18 @@ namespace lockstep {
 using GatherWords =
     std::function<std::vector<std::vector<std::uint64_t>>(const std::vector<std::uint64_t>& mine)>;
 
-// Ledger check over any transport: gathers every member's digest of the
+// Per-chunk check over any transport: gathers every member's digest of the
 // group's ledger (`mine` as of this call; `members` the group's global ranks
-// by group rank). On a mismatch gathers every rank's recent entries and
-// throws Error{kLedger} naming the first divergent entry of each rank outside
-// the majority (group, seq, op, dtype, count, both sides). Two gathers at
-// most; blocking as `gather` is.
-void check_ledger(const LedgerSnapshot& mine, const std::vector<int>& members, const GatherWords& gather);
+// by group rank) and of each named digest (input, KV state, ...; the same
+// names in the same order on every rank). On a ledger mismatch gathers every
+// rank's recent entries and throws Error{kLedger} naming the first divergent
+// entry of each rank outside the majority (group, seq, op, dtype, count,
+// both sides); else throws Error{kDigest} naming the first differing digest,
+// the culprit ranks and every value. Two gathers at most; blocking as
+// `gather` is.
+void check_group_digests(const LedgerSnapshot& mine, const std::vector<int>& members,
+                         const std::vector<std::pair<std::string, std::uint64_t>>& digests,
+                         const GatherWords& gather);
 
 // Start-up weight check. `loaded` is the digest of the shard this rank
 // loaded; `expected` holds, for every group rank g, the digest rank g's shard

@@ -196,32 +196,30 @@ void check_weight_fingerprints(Communicator& comm, std::string_view group, std::
 void check_chunk_digests(Communicator& comm, std::string_view group, std::uint64_t input_digest,
                          std::uint64_t kv_state_digest, std::chrono::milliseconds timeout) {
   const std::vector<int>& members = members_of(comm, group);
-  const LedgerSnapshot ledger = comm.ledger_snapshot(group);
-  const GatherWords gather = communicator_gather(comm, group, members.size(), timeout);
-  const auto gathered = gather({ledger.digest, input_digest, kv_state_digest});
-  check_gathered(gathered, members.size(), 3);
-  const auto column = [&](std::size_t word) {
-    std::vector<std::uint64_t> values;
-    for (const auto& words : gathered) values.push_back(words[word]);
-    return values;
-  };
-  if (const Verdict v = judge(column(0), members); !v.agree) throw_ledger_divergence(ledger, v, members, gather);
-  constexpr std::string_view kFields[] = {"", "input digest", "kv-state digest"};
-  for (std::size_t word = 1; word < std::size(kFields); ++word) {
-    if (const Verdict v = judge(column(word), members); !v.agree) {
-      throw Error(ErrorCode::kDigest, std::string(kFields[word]) + " differs across group '" +
-                                          std::string(group) + "' (culprit ranks " +
-                                          rank_list(v.culprits) + "): " + v.description);
-    }
-  }
+  check_group_digests(comm.ledger_snapshot(group), members,
+                      {{"input digest", input_digest}, {"kv-state digest", kv_state_digest}},
+                      communicator_gather(comm, group, members.size(), timeout));
 }
 
-void check_ledger(const LedgerSnapshot& mine, const std::vector<int>& members, const GatherWords& gather) {
-  const auto gathered = gather({mine.digest});
-  check_gathered(gathered, members.size(), 1);
-  std::vector<std::uint64_t> digests;
-  for (const auto& words : gathered) digests.push_back(words[0]);
-  if (const Verdict v = judge(digests, members); !v.agree) throw_ledger_divergence(mine, v, members, gather);
+void check_group_digests(const LedgerSnapshot& mine, const std::vector<int>& members,
+                         const std::vector<std::pair<std::string, std::uint64_t>>& digests,
+                         const GatherWords& gather) {
+  std::vector<std::uint64_t> words = {mine.digest};
+  for (const auto& [name, value] : digests) words.push_back(value);
+  const auto gathered = gather(words);
+  check_gathered(gathered, members.size(), words.size());
+  const auto column = [&](std::size_t word) {
+    std::vector<std::uint64_t> values;
+    for (const auto& row : gathered) values.push_back(row[word]);
+    return values;
+  };
+  if (const Verdict v = judge(column(0), members); !v.agree) throw_ledger_divergence(mine, v, members, gather);
+  for (std::size_t i = 0; i < digests.size(); ++i) {
+    if (const Verdict v = judge(column(i + 1), members); !v.agree) {
+      throw Error(ErrorCode::kDigest, digests[i].first + " differs across group '" + mine.group +
+                                          "' (culprit ranks " + rank_list(v.culprits) + "): " + v.description);
+    }
+  }
 }
 
 std::vector<LedgerSummary> ledger_summaries(const CollectiveGate& gate) {

@@ -137,7 +137,7 @@ void write_launch_json(const LaunchResult& result) {
       {"end", end_name(result.end)}, {"exit_code", result.exit_code},
       {"first_failed_rank", result.first_failed_rank}, {"cause_rank", result.cause_rank},
       {"launcher_signal", result.launcher_signal}, {"stopped_ranks", result.stopped_ranks},
-      {"wall_ms", result.wall_ms}, {"summary", result.summary},
+      {"wall_ms", result.wall_ms}, {"started_unix_ms", result.started_unix_ms}, {"summary", result.summary},
       {"dump_files", result.dump_files}, {"ranks", ranks},
       {"console_lines_dropped", result.console_lines_dropped},
       {"log_lines_dropped", result.log_lines_dropped}};

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -85,6 +86,9 @@ std::int64_t Supervisor::elapsed_ms() const { return (now_ns() - start_ns_) / kN
 
 void Supervisor::start_ranks() {
   start_ns_ = now_ns();
+  result_.started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
   for (int rank = 0; rank < options_.nproc; ++rank) {
     RankSlot& slot = slots_[static_cast<std::size_t>(rank)];
     slot.log = open_log(job_.job_dir + "/logs/rank-" + std::to_string(rank) + ".log");

@@ -1,0 +1,148 @@
+#include "process_runtime.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <utility>
+
+#include "lockstep/job_token.h"
+#include "lockstep/tripwire.h"
+
+namespace lockstep::python {
+namespace {
+
+using NcclCommAbort = int (*)(void*);
+
+// The runtime whose fatal path std::terminate takes (one per process).
+std::atomic<FatalHandler*> terminate_target{nullptr};
+
+// A C++ exception nobody caught — typically on a backend's own thread, such
+// as Gloo's "op.preamble.length <= op.nbytes" when ranks disagree on a count
+// — would abort the rank with no dump and leave its peers to time out. Take
+// the fatal path instead: dump, poison, exit with the backend's code.
+[[noreturn]] void fail_on_terminate() {
+  std::string what = "std::terminate without an exception";
+  if (const std::exception_ptr current = std::current_exception()) {
+    try {
+      std::rethrow_exception(current);
+    } catch (const std::exception& error) {
+      what = std::string("uncaught C++ exception: ") + error.what();
+    } catch (...) {
+      what = "uncaught C++ exception of unknown type";
+    }
+  }
+  if (FatalHandler* fatal = terminate_target.load()) {
+    FatalCause cause;
+    cause.code = ErrorCode::kBackend;
+    cause.message = what;
+    fatal->fail(cause);
+  }
+  std::abort();
+}
+
+// NCCL as torch loaded it, or null when this process has none.
+NcclCommAbort find_nccl_abort() noexcept {
+  void* nccl = ::dlopen("libnccl.so.2", RTLD_NOW | RTLD_NOLOAD);
+  if (nccl == nullptr) return nullptr;
+  return reinterpret_cast<NcclCommAbort>(::dlsym(nccl, "ncclCommAbort"));
+}
+
+}  // namespace
+
+ProcessRuntime::ProcessRuntime(ProcessRuntimeOptions options) : options_(std::move(options)) {
+  const RankEnv& env = options_.env;
+  store_ = join_job(open_store(env), {env.job_id, env.job_token, env.generation}, env.rank,
+                    options_.startup_deadline);
+  recorder_.set_phase(phase_name(Phase::kStartup));
+  FatalOptions fatal_options;
+  fatal_options.rank = env.rank;
+  fatal_options.world_size = env.world_size;
+  fatal_options.role = options_.role;
+  fatal_options.job_dir = env.job_dir;
+  fatal_options.hard_exit_deadline = options_.hard_exit_deadline;
+  fatal_ = std::make_unique<FatalHandler>(fatal_options, recorder_, store_.get());
+
+  WatchdogOptions watchdog_options;
+  watchdog_options.startup_deadline = options_.startup_deadline;
+  watchdog_options.steady_deadline = options_.steady_deadline;
+  watchdog_options.store = store_.get();
+  watchdog_options.rank = env.rank;
+  watchdog_options.world_size = env.world_size;
+  watchdog_options.parent_pid = options_.parent_pid;
+  FatalHandler& fatal = *fatal_;
+  watchdog_ = std::make_unique<Watchdog>(watchdog_options,
+                                         [&fatal](const WatchdogFiring& firing) { fatal.fail(firing); });
+  observer_ = std::make_unique<GuardObserver>(recorder_, watchdog_.get());
+  gate_ = std::make_unique<CollectiveGate>(env.rank, env.world_size, options_.policy, Phase::kStartup,
+                                           observer_.get());
+  tracker_ = std::make_unique<CompletionTracker>(*observer_, [&fatal](const Error& error) { fatal.fail(error); });
+
+  FatalSources sources;
+  sources.armed = [this] { return watchdog_->armed(); };
+  sources.ledgers = [this] { return ledger_summaries(*gate_); };
+  sources.beside_dump = [this] { write_python_stacks(); };
+  fatal_->set_sources(std::move(sources));
+  fatal_->set_abort_action([this] { abort_all(); });
+  watchdog_->start();
+  terminate_target.store(fatal_.get());
+  previous_terminate_ = std::set_terminate(fail_on_terminate);
+}
+
+ProcessRuntime::~ProcessRuntime() {
+  std::set_terminate(previous_terminate_);
+  terminate_target.store(nullptr);
+  tracker_.reset();
+  watchdog_->stop();
+}
+
+void ProcessRuntime::set_phase(Phase phase) {
+  gate_->set_phase(phase);
+  recorder_.set_phase(phase_name(phase));
+  if (phase != Phase::kStartup) watchdog_->enter_steady_state();
+}
+
+void ProcessRuntime::add_abortable_nccl_comm(std::uintptr_t comm) {
+  const std::lock_guard lock(comms_mutex_);
+  if (nccl_comms_.size() >= kAbortableCommsMax) {
+    throw Error(ErrorCode::kLimit, "more than kAbortableCommsMax = " + std::to_string(kAbortableCommsMax) +
+                                       " NCCL communicators registered for abort");
+  }
+  nccl_comms_.push_back(comm);
+}
+
+void ProcessRuntime::abort_all() noexcept {
+  gate_->mark_aborted();
+  std::vector<std::uintptr_t> comms;
+  {
+    const std::lock_guard lock(comms_mutex_);
+    comms = nccl_comms_;
+  }
+  if (comms.empty()) return;
+  const NcclCommAbort abort = find_nccl_abort();
+  if (abort == nullptr) return;
+  // Every communicator of the process, one after the other on this
+  // sacrificial thread: the hard-exit deadline bounds a hang here.
+  for (const std::uintptr_t comm : comms) abort(reinterpret_cast<void*>(comm));
+}
+
+void ProcessRuntime::write_python_stacks() const noexcept {
+  if (options_.stack_signal <= 0 || options_.stack_fd < 0) return;
+  const std::string dumps = options_.env.dumps_dir();
+  ::mkdir(dumps.c_str(), 0755);  // EEXIST is the common case
+  const std::string path = dumps + "/rank-" + std::to_string(options_.env.rank) + ".pystacks.txt";
+  const int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  ::dup2(fd, options_.stack_fd);
+  ::close(fd);
+  // faulthandler's handler runs on this thread, before raise() returns.
+  ::raise(options_.stack_signal);
+}
+
+}  // namespace lockstep::python
