@@ -36,6 +36,11 @@ class TorchBreakit(JobTestCase):
         job = self.run_case("ok", culprit=-1)
         self.assertEqual(job.exit_code, 0, job.describe())
 
+    def test_guarded_collective_returns_before_it_completed(self):
+        job = self.run_case("async", culprit=-1, nproc=2)
+        self.assertEqual(job.exit_code, 0, job.describe())
+        self.assertIn("[rank 0] RETURNED_PENDING True IN_FLIGHT_AFTER 0 SUM 3.0", job.stdout, job.describe())
+
     def test_skipped_collective_is_a_hang_every_rank_leaves_within_the_deadline(self):
         job = self.run_case("skip", culprit=2)
         self.assertEqual(job.exit_code, 20, job.describe())  # rank 1 timed out in the all_reduce

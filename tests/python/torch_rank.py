@@ -228,8 +228,29 @@ def case_d2(me, culprit, world, mesh, boundary):
         world.barrier()
 
 
+def case_async(me, culprit, world, mesh, boundary):
+    """A guarded collective returns before it completed; completion is observed off the caller's path."""
+    flag = os.path.join(os.environ["LOCKSTEP_JOB_DIR"], "rank-0-returned")
+    x = torch.full((1024,), float(me + 1))
+    if me == 0:
+        work = world.all_reduce(x, async_op=True)  # rank 1 has not joined yet: it cannot have completed
+        returned_pending = world.in_flight() == 1 and not work.is_completed()
+        open(flag, "w").close()
+        work.wait()
+        world.synchronize(timeout=10.0)
+        print(f"RETURNED_PENDING {returned_pending} IN_FLIGHT_AFTER {world.in_flight()} SUM {x[0].item()}",
+              flush=True)
+    else:
+        with lockstep.watch("rank 0 to return from its all_reduce", timeout=30.0):
+            while not os.path.exists(flag):
+                time.sleep(0.005)
+        if me == 1 or world.size > 2:
+            world.all_reduce(x)
+
+
 CASES = {"ok": case_ok, "skip": case_skip, "b1": case_b1, "b2": case_b2, "b4": case_b4, "h1": case_h1,
-         "kill9": case_kill9, "a5": case_a5, "d2": case_d2}
+         "kill9": case_kill9, "a5": case_a5, "d2": case_d2,
+         "async": case_async}
 
 if __name__ == "__main__":
     sys.exit(main())
