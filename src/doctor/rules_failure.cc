@@ -87,14 +87,26 @@ std::optional<Finding> find_stranded_commit(const Analysis& a) {
   return std::nullopt;
 }
 
+// A backend failure that only says a peer's connection went away: the
+// consequence of a peer that died, which the missing dump names better.
+bool lost_connection(const Dump& d) {
+  if (d.reason.code != "backend") return false;
+  for (const char* text : {"Connection reset by peer", "Connection closed by peer", "Broken pipe",
+                           "Connection refused"}) {
+    if (d.reason.message.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
 std::optional<Finding> find_first_failure(const Analysis& a) {
   std::vector<const Dump*> failed;  // ranks that failed on their own, not on a peer's poison
   std::vector<int> poisoned;
   for (const Dump& d : a.set.dumps) {
     if (!stopped(d)) continue;
-    // Stopped from outside: a peer's poison, or the launcher's SIGTERM after
-    // another rank ended.
-    const bool on_peer = d.reason.code == "peer_failure" || d.reason.code == "aborted" || d.reason.code == "sigterm";
+    // Stopped from outside: a peer's poison, the launcher's SIGTERM after
+    // another rank ended, or a connection lost to a rank that left no dump.
+    const bool on_peer = d.reason.code == "peer_failure" || d.reason.code == "aborted" || d.reason.code == "sigterm" ||
+                         (lost_connection(d) && !a.set.ranks_missing.empty());
     if (on_peer) poisoned.push_back(d.rank);
     else failed.push_back(&d);
   }
@@ -117,7 +129,7 @@ std::optional<Finding> find_first_failure(const Analysis& a) {
   } else if (!a.set.ranks_missing.empty()) {
     f.ranks = a.set.ranks_missing;
     f.summary = describe_ranks(f.ranks) + " left no dump (crashed or killed); " + describe_ranks(poisoned) +
-                " stopped on a peer failure or the launcher's SIGTERM";
+                " stopped on a peer failure, a lost connection to it, or the launcher's SIGTERM";
   } else {
     f.ranks = poisoned;
     f.summary = describe_ranks(poisoned) + " stopped on a peer failure, but no dump names the first failure";

@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "launch/report.h"
 #include "lockstep/assert.h"
@@ -164,6 +166,7 @@ void Supervisor::handle_signals() {
 }
 
 void Supervisor::reap_exited() {
+  std::vector<std::pair<int, int>> exited;  // (rank, wait status) found in this pass
   for (std::size_t rank = 0; rank < slots_.size(); ++rank) {
     RankSlot& slot = slots_[rank];
     if (!slot.running) continue;
@@ -187,8 +190,14 @@ void Supervisor::reap_exited() {
       reaped = ::waitpid(slot.pid, &wait_status, 0);
     } while (reaped < 0 && errno == EINTR);
     LOCKSTEP_ASSERT(reaped == slot.pid);
-    record_exit(static_cast<int>(rank), wait_status);
+    exited.emplace_back(static_cast<int>(rank), wait_status);
   }
+  // Ranks that ended within one tick are recorded killed-by-a-signal first: a
+  // rank killed from outside (kill -9, the OOM killer) is the likelier cause
+  // than a peer that failed on the connection it lost, whatever their order.
+  std::stable_partition(exited.begin(), exited.end(),
+                        [](const std::pair<int, int>& e) { return WIFSIGNALED(e.second) != 0; });
+  for (const auto& [rank, wait_status] : exited) record_exit(rank, wait_status);
 }
 
 void Supervisor::record_exit(int rank, int wait_status) {
@@ -219,6 +228,25 @@ void Supervisor::watch_other_nodes() {
   if (std::optional<std::string> failure = nodes_.peer_failure()) {
     result_.peer_node_failure = std::move(*failure);
     begin_stop(LaunchEnd::kPeerNodeFailed);
+  }
+}
+
+void Supervisor::prefer_killed_rank_as_cause() {
+  // A rank killed from outside (kill -9, the OOM killer, a crash signal) can
+  // be reaped late — a GPU process's exit waits for its context to be torn
+  // down — after a peer already failed on the connection it lost (backend)
+  // or on its poison. Such a consequence is never the cause over it.
+  const RankStatus& cause = result_.ranks[static_cast<std::size_t>(result_.cause_rank)];
+  const bool consequence_shaped = cause.end == RankStatus::End::kExited &&
+                                  (cause.code == exit_code_for(ErrorCode::kBackend) ||
+                                   cause.code == exit_code_for(ErrorCode::kPeerFailure));
+  if (!consequence_shaped) return;
+  for (std::size_t rank = 0; rank < result_.ranks.size(); ++rank) {
+    const RankStatus& status = result_.ranks[rank];
+    if (status.end == RankStatus::End::kSignaled && !status.stopped_by_launcher) {
+      result_.cause_rank = static_cast<int>(rank);
+      return;
+    }
   }
 }
 
@@ -279,6 +307,7 @@ void Supervisor::finish_result() {
     case LaunchEnd::kSuccess: result_.exit_code = 0; break;
     case LaunchEnd::kRankFailed:
       if (result_.cause_rank < 0) result_.cause_rank = result_.first_failed_rank;
+      prefer_killed_rank_as_cause();
       result_.exit_code = exit_code_of(result_.ranks[static_cast<std::size_t>(result_.cause_rank)]);
       break;
     case LaunchEnd::kTimeout: result_.exit_code = exit_code_for(ErrorCode::kTimeout); break;

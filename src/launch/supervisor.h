@@ -54,6 +54,7 @@ class Supervisor {
   void record_exit(int rank, int wait_status);
   void enforce_deadlines();
   void watch_other_nodes();
+  void prefer_killed_rank_as_cause();
   void begin_stop(LaunchEnd why);
   int running_count() const;
   bool any_stream_open() const;

@@ -362,6 +362,28 @@ TEST(Doctor, FirstFailureNamesWhoPoisonedWhom) {
   EXPECT_TRUE(mentions(d, "rank 1 failed first (fatal backend: gloo: connection closed)"));
 }
 
+TEST(Doctor, ALostConnectionToARankWithoutADumpBlamesThatRank) {
+  // kill -9 of rank 2: rank 1's next collective fails on the reset
+  // connection and dumps first; the killed rank is still the cause.
+  JobDir dir;
+  write_with(dir, 3, [](int r, json& d) {
+    if (r == 1) {
+      d["reason"] = {{"kind", "fatal"},
+                     {"code", "backend"},
+                     {"message", "group 'world' seq 0: [pair.cc:538] Read error: Connection reset by peer"}};
+      d["dumped_at_ns"] = 100;
+    } else {
+      d["reason"] = {{"kind", "fatal"}, {"code", "peer_failure"}, {"message", "poison/1"}};
+      d["dumped_at_ns"] = 200;
+    }
+  });
+  std::filesystem::remove(dir.root() / "dumps" / "rank-2.json");
+  const Diagnosis d = run(dir, 3);
+  EXPECT_EQ(d.verdict, Verdict::kCrash);
+  EXPECT_EQ(d.primary.ranks, (std::vector<int>{2}));
+  EXPECT_TRUE(mentions(d, "rank 2 left no dump (crashed or killed)")) << format_text(d);
+}
+
 TEST(Doctor, StaleDropsAreASupportingFinding) {
   JobDir dir;
   write_clean(dir, 2, 3);
