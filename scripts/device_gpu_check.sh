@@ -13,19 +13,7 @@
 # package's /lib would replace Ubuntu's /lib -> usr/lib link).
 # Usage: [LOCKSTEP_BUILD_BENCH=ON] scripts/device_gpu_check.sh [extra targets...]
 set -uo pipefail
-out="${OUT:-$PWD/device-out}"
-mkdir -p "$out"
-export NCCL_NVLS_ENABLE=0
-unpacked="$(mktemp -d)"
-for deb in .device/debs/*.deb; do dpkg -x "$deb" "$unpacked"; done
-# pkg-config only where the machine lacks it (CMake's FindPkgConfig needs it).
-if ! command -v pkg-config >/dev/null; then for deb in .device/extra/*.deb; do dpkg -x "$deb" "$unpacked"; done; fi
-cp -a "$unpacked/usr/." /usr/
-if [[ -d "$unpacked/lib" ]]; then cp -a "$unpacked/lib/." /usr/lib/; fi
-ldconfig
-cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DLOCKSTEP_BUILD_BENCH="${LOCKSTEP_BUILD_BENCH:-OFF}" > "$out/configure.log" 2>&1 \
-  || { tail -40 "$out/configure.log"; exit 1; }
+source "$(dirname "$0")/device_configure.sh"
 targets=(lockstep nccl_backend_test nccl_abort_test cuda_model_test nccl_run_test lockstep_gpu_probe "$@")
 cmake --build build/gpu -j 16 --target "${targets[@]}" > "$out/build.log" 2>&1 \
   || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }

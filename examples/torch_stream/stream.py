@@ -56,10 +56,10 @@ class Stream:
         self.config: ModelConfig = CONFIGS[args.model]
         self.rt = lockstep.init(timeout=args.deadline_s, startup_timeout=60.0,
                                 role="stage0" if int(os.environ["RANK"]) == 0 else "mesh")
-        backend = "nccl" if args.device == "cuda" else "gloo"
-        if args.device == "cuda":
-            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
-        dist.init_process_group(backend)
+        if args.device == "cuda" and self.rt.rank > 0:  # one GPU per mesh rank; Stage 0 decodes on the CPU
+            torch.cuda.set_device((self.rt.local_rank - 1) % torch.cuda.device_count())
+        # World and boundary carry host data (Gloo); only the mesh runs on NCCL.
+        dist.init_process_group("gloo")
         world_size = dist.get_world_size()
         if world_size < 2:
             raise lockstep.LockstepError("stream.py needs Stage 0 and at least one mesh rank (--nproc >= 2)",
@@ -67,11 +67,11 @@ class Stream:
         self.mesh_ranks = list(range(1, world_size))
         # Every rank makes every group, in one order (rank 0 too: torch's rule).
         self.world = lt.world()
-        self.mesh = lt.new_group("mesh", self.mesh_ranks, backend=backend)
+        self.mesh = lt.new_group("mesh", self.mesh_ranks, backend="nccl" if args.device == "cuda" else "gloo")
         self.boundary = lt.new_group("boundary", [0, 1], backend="gloo")  # host tensors cross the boundary
         lt.install()
         self.codec = lockstep.codec()
-        self.device = f"cuda:{torch.cuda.current_device()}" if args.device == "cuda" else "cpu"
+        self.device = f"cuda:{torch.cuda.current_device()}" if args.device == "cuda" and self.rt.rank > 0 else "cpu"
 
     def geometry(self) -> Tuple[int, int, int]:
         c = self.config

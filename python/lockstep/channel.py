@@ -19,6 +19,10 @@ from . import _core
 from .runtime import runtime
 
 SLOT_BYTES_DEFAULT = 16 * 1024
+# How long a wait spins before it sleeps on the futex (per process). Longer
+# spins deliver a frame sooner after an idle gap and cost that much CPU per
+# wait; at most _core.SHM_SPIN_US_MAX.
+SPIN_US_DEFAULT = _core.SHM_SPIN_US_DEFAULT
 
 
 class ControlChannel:
@@ -29,19 +33,21 @@ class ControlChannel:
         self._ring = ring
 
     @classmethod
-    def create(cls, name: str, readers: int, slots: int = 4, slot_bytes: int = SLOT_BYTES_DEFAULT) -> "ControlChannel":
+    def create(cls, name: str, readers: int, slots: int = 4, slot_bytes: int = SLOT_BYTES_DEFAULT,
+               spin_us: int = SPIN_US_DEFAULT) -> "ControlChannel":
         """Creates the ring and returns its writer (call on the writing rank, before readers open)."""
         current = runtime()
-        ring = _core.ShmRing.create(current.job_id, current.generation, name, readers, slots, slot_bytes)
+        ring = _core.ShmRing.create(current.job_id, current.generation, name, readers, slots, slot_bytes, spin_us)
         return cls(_core.ChannelEndpoint.writer(ring), ring)
 
     @classmethod
     def open(cls, name: str, reader: int, readers: int, slots: int = 4, slot_bytes: int = SLOT_BYTES_DEFAULT,
-             timeout: Optional[float] = None) -> "ControlChannel":
+             timeout: Optional[float] = None, spin_us: int = SPIN_US_DEFAULT) -> "ControlChannel":
         """Attaches reader ``reader`` (0-based) to the ring, waiting for its creator up to ``timeout`` s."""
         current = runtime()
         timeout_ms = current.startup_ms if timeout is None else max(1, int(timeout * 1000))
-        ring = _core.ShmRing.open(current.job_id, current.generation, name, readers, slots, slot_bytes, timeout_ms)
+        ring = _core.ShmRing.open(current.job_id, current.generation, name, readers, slots, slot_bytes, spin_us,
+                                  timeout_ms)
         return cls(_core.ChannelEndpoint.reader(ring, reader), ring)
 
     def publish(self, frame: bytes, timeout: Optional[float] = None) -> None:

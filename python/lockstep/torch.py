@@ -46,9 +46,7 @@ _DTYPES: Dict[torch.dtype, int] = {
     torch.uint8: _core.DTYPES["u8"],
 }
 _NO_PEER = -1
-# CUDA events kept alive while the poller may query them: at least the
-# tracker's bound of calls in flight per lane.
-_EVENTS_KEPT = 2048
+_U8 = _core.DTYPES["u8"]
 
 # The torch functions, as imported: install() replaces the public names.
 _torch_functions: Dict[str, Callable[..., Any]] = {}
@@ -85,19 +83,6 @@ def _dtype(tensor: torch.Tensor, group: str, op: str) -> int:
                                         "checks (bfloat16, float16, float32, float64, int64, int32, uint8)") from None
 
 
-class _Call:
-    """One guarded call's description, as the gate and the tracker see it."""
-
-    __slots__ = ("op", "dtype", "count", "peer", "timeout_ms")
-
-    def __init__(self, op: str, dtype: int, count: int, peer: int, timeout_ms: int) -> None:
-        self.op = _OPS[op]
-        self.dtype = dtype
-        self.count = count
-        self.peer = peer
-        self.timeout_ms = timeout_ms
-
-
 class GuardedGroup:
     """A torch.distributed process group whose every call lockstep checks first.
 
@@ -119,7 +104,13 @@ class GuardedGroup:
                 raise error("limit", f"more than {_core.LANES_MAX} guarded groups in one process")
             self._lane = _next_lane
             _next_lane += 1
-        self._events: Deque[Any] = collections.deque(maxlen=_EVENTS_KEPT)
+        # The gate checks a call's timeout and the tracker bounds a full-lane
+        # wait with it; the watchdog's deadline comes from the phase.
+        self._timeout_ms = max(current.startup_ms, current.steady_ms)
+        # CUDA events recorded after calls, in tracking order; the oldest
+        # (len - in_flight) completed and are reused, so none is created per call.
+        self._events: Deque[Any] = collections.deque()
+        self._free_events: List[Any] = []
         self._side_stream: Optional[Any] = None
         self._device = "cpu"
         if pg is not None and str(dist.get_backend(pg)).lower() == "nccl":
@@ -146,18 +137,23 @@ class GuardedGroup:
             return len(self.ranks)  # out of range: the gate refuses it as an invalid root/peer
 
     # -- the guarded path ---------------------------------------------------
-    def _call(self, op: str, tensor: Optional[torch.Tensor], count: int, peer: int = _NO_PEER) -> _Call:
-        dtype = _dtype(tensor, self.name, op) if tensor is not None else _core.DTYPES["u8"]
-        return _Call(op, dtype, count, peer, runtime().deadline_ms())
+    def _admit(self, op: int, dtype: int, count: int, peer: int, has_buffers: bool = True) -> int:
+        return self._core.admit(self.name, op, dtype, count, peer, self._timeout_ms, has_buffers, has_buffers)
 
-    def _admit(self, call: _Call, has_buffers: bool = True) -> int:
-        return self._core.admit(self.name, call.op, call.dtype, call.count, call.peer, call.timeout_ms,
-                                has_buffers, has_buffers)
+    def _event(self) -> Any:
+        if not self._free_events:
+            for _ in range(len(self._events) - self._core.in_flight(self._lane)):
+                self._free_events.append(self._events.popleft())
+        return self._free_events.pop() if self._free_events else torch.cuda.Event()
 
-    def _run(self, call: _Call, seq: int, cuda: bool, async_op: bool, issue: Callable[[bool], Any]) -> Any:
+    def _run(self, op: int, dtype: int, count: int, peer: int, seq: int, cuda: bool, async_op: bool,
+             issue: Callable[[bool], Any]) -> Any:
         """Issues the torch call and tracks its completion; returns what torch returns to the caller."""
         if cuda:
-            work = issue(True)
+            # Issued exactly as the caller asked: a blocking NCCL call makes the
+            # current stream wait for the collective (the host does not wait).
+            work = issue(async_op)
+            event = self._event()
             if async_op:
                 # The caller waits later; completion is observed on a side
                 # stream that waits for the collective, never on the caller's.
@@ -165,20 +161,16 @@ class GuardedGroup:
                     self._side_stream = torch.cuda.Stream()
                 with torch.cuda.stream(self._side_stream):
                     work.wait()
-                    event = torch.cuda.Event()
                     event.record()
             else:
-                work.wait()  # stream order: the current stream waits, the host does not
-                event = torch.cuda.Event()
                 event.record()
             self._events.append(event)
-            self._core.track_cuda_event(self._lane, self.name, call.op, call.dtype, call.count, call.peer,
-                                        call.timeout_ms, seq, event.cuda_event)
+            self._core.track_cuda_event(self._lane, self.name, op, dtype, count, peer, self._timeout_ms, seq,
+                                        event.cuda_event)
             return work if async_op else None
         if async_op:
             work = issue(True)
-            flag = self._core.track_flag(self._lane, self.name, call.op, call.dtype, call.count, call.peer,
-                                         call.timeout_ms, seq)
+            flag = self._core.track_flag(self._lane, self.name, op, dtype, count, peer, self._timeout_ms, seq)
             try:
                 work.get_future().then(lambda future: _settle(flag, future))
             except RuntimeError:
@@ -186,22 +178,22 @@ class GuardedGroup:
                 # seen when the caller waits (within the deadline).
                 return _TrackedWork(work, flag)
             return work
-        self._core.report(self.name, call.op, call.dtype, call.count, call.peer, call.timeout_ms, seq, "started", "")
+        report = self._core.report
+        report(self.name, op, dtype, count, peer, self._timeout_ms, seq, "started", "")
         try:
             issue(False)
         except RuntimeError as exc:
-            self._core.report(self.name, call.op, call.dtype, call.count, call.peer, call.timeout_ms, seq,
-                              "failed", str(exc)[:200])
+            report(self.name, op, dtype, count, peer, self._timeout_ms, seq, "failed", str(exc)[:200])
             raise error("backend", f"group '{self.name}' seq {seq}: {exc}") from exc
-        self._core.report(self.name, call.op, call.dtype, call.count, call.peer, call.timeout_ms, seq, "completed", "")
+        report(self.name, op, dtype, count, peer, self._timeout_ms, seq, "completed", "")
         return None
 
-    def _guarded(self, op: str, tensor: Optional[torch.Tensor], count: int, peer: int, async_op: bool,
+    def _guarded(self, op_name: str, tensor: Optional[torch.Tensor], count: int, peer: int, async_op: bool,
                  issue: Callable[[bool], Any]) -> Any:
-        call = self._call(op, tensor, count, peer)
-        seq = self._admit(call, tensor is not None or op == "barrier")
-        cuda = tensor is not None and tensor.is_cuda
-        return self._run(call, seq, cuda, async_op, issue)
+        op = _OPS[op_name]
+        dtype = _dtype(tensor, self.name, op_name) if tensor is not None else _U8
+        seq = self._admit(op, dtype, count, peer)
+        return self._run(op, dtype, count, peer, seq, tensor is not None and tensor.is_cuda, async_op, issue)
 
     @staticmethod
     def _contiguous(tensor: torch.Tensor, what: str) -> None:
@@ -296,15 +288,16 @@ class GuardedGroup:
         calls = []
         for p2p in ops:
             is_send = getattr(p2p.op, "__name__", "") == "isend"
-            op = "send" if is_send else "recv"
-            call = self._call(op, p2p.tensor, p2p.tensor.numel(), self.group_rank(p2p.peer))
-            calls.append((call, self._admit(call)))
+            op_name = "send" if is_send else "recv"
+            call = (_OPS[op_name], _dtype(p2p.tensor, self.name, op_name), p2p.tensor.numel(),
+                    self.group_rank(p2p.peer))
+            calls.append((call, self._admit(*call)))
             raw.append(_torch("P2POp")(_torch("isend") if is_send else _torch("irecv"), p2p.tensor, p2p.peer,
                                        group=self._pg, tag=getattr(p2p, "tag", 0)))
         works = _torch("batch_isend_irecv")(raw)
         cuda = any(p2p.tensor.is_cuda for p2p in ops)
         for (call, seq), work in zip(calls, works if len(works) == len(calls) else [works[0]] * len(calls)):
-            self._run(call, seq, cuda, True, lambda a, w=work: w)
+            self._run(*call, seq, cuda, True, lambda a, w=work: w)
         return works
 
     # -- payloads and checks ---------------------------------------------------

@@ -10,19 +10,22 @@ namespace {
 constexpr int kCudaSuccess = 0;
 constexpr int kCudaErrorNotReady = 600;
 
-void* cuda_driver() {
-  void* driver = ::dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
-  if (driver == nullptr) driver = ::dlopen("libcuda.so.1", RTLD_NOW);
-  if (driver == nullptr) throw Error(ErrorCode::kResource, "CUDA event probe: libcuda.so.1 is not loadable");
-  return driver;
+// cuEventQuery of the process's CUDA driver, looked up once (a probe is made
+// per tracked call, on the caller's path).
+CudaEventProbe::Query driver_event_query() {
+  static const CudaEventProbe::Query query = [] {
+    void* driver = ::dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+    if (driver == nullptr) driver = ::dlopen("libcuda.so.1", RTLD_NOW);
+    return driver != nullptr ? reinterpret_cast<CudaEventProbe::Query>(::dlsym(driver, "cuEventQuery")) : nullptr;
+  }();
+  if (query == nullptr) throw Error(ErrorCode::kResource, "CUDA event probe: libcuda.so.1 or its cuEventQuery is missing");
+  return query;
 }
 
 }  // namespace
 
 CudaEventProbe::CudaEventProbe(std::uintptr_t event)
-    : query_(reinterpret_cast<Query>(::dlsym(cuda_driver(), "cuEventQuery"))),
-      event_(reinterpret_cast<void*>(event)) {
-  if (query_ == nullptr) throw Error(ErrorCode::kResource, "CUDA event probe: cuEventQuery not found in libcuda");
+    : query_(driver_event_query()), event_(reinterpret_cast<void*>(event)) {
   if (event_ == nullptr) throw Error(ErrorCode::kInvalidArgument, "CUDA event probe: null event");
 }
 

@@ -20,8 +20,9 @@ class CudaEventProbe final : public CompletionProbe {
   explicit CudaEventProbe(std::uintptr_t event);
   State poll(std::string& error) override;
 
- private:
   using Query = int (*)(void*);
+
+ private:
   Query query_;
   void* event_;
 };

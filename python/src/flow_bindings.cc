@@ -46,8 +46,9 @@ struct ChannelEndpoint {
 };
 
 ShmRingOptions ring_options(const std::string& job_id, std::uint32_t generation, const std::string& name,
-                            int readers, std::uint32_t slots, std::size_t slot_bytes) {
+                            int readers, std::uint32_t slots, std::size_t slot_bytes, std::int64_t spin_us) {
   ShmRingOptions options;
+  options.spin = std::chrono::microseconds(spin_us);
   options.job_id = job_id;
   options.generation = generation;
   options.channel_name = name;
@@ -129,18 +130,21 @@ void bind_flow(py::module_& m) {
       .def_static(
           "create",
           [](const std::string& job_id, std::uint32_t generation, const std::string& name, int readers,
-             std::uint32_t slots, std::size_t slot_bytes) {
+             std::uint32_t slots, std::size_t slot_bytes, std::int64_t spin_us) {
             return std::make_shared<ShmRing>(
-                ShmRing::create(ring_options(job_id, generation, name, readers, slots, slot_bytes)));
+                ShmRing::create(ring_options(job_id, generation, name, readers, slots, slot_bytes, spin_us)));
           })
       .def_static("open",
                   [](const std::string& job_id, std::uint32_t generation, const std::string& name, int readers,
-                     std::uint32_t slots, std::size_t slot_bytes, std::int64_t timeout_ms) {
-                    const ShmRingOptions options = ring_options(job_id, generation, name, readers, slots, slot_bytes);
+                     std::uint32_t slots, std::size_t slot_bytes, std::int64_t spin_us, std::int64_t timeout_ms) {
+                    const ShmRingOptions options =
+                        ring_options(job_id, generation, name, readers, slots, slot_bytes, spin_us);
                     py::gil_scoped_release release;
                     return std::make_shared<ShmRing>(ShmRing::open(options, std::chrono::milliseconds(timeout_ms)));
                   })
       .def_property_readonly("segment_name", &ShmRing::segment_name);
+  m.attr("SHM_SPIN_US_DEFAULT") = kShmRingSpinDefault.count();
+  m.attr("SHM_SPIN_US_MAX") = kShmRingSpinMax.count();
   m.def("sweep_dead_shm_rings", &sweep_dead_shm_rings,
         "Removes /dev/shm/lockstep-* rings whose creator and every endpoint are dead; returns how many.");
 

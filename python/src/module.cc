@@ -252,10 +252,10 @@ void bind_runtime(py::module_& m) {
               std::uint64_t count, int root_or_peer, std::int64_t timeout_ms, std::uint64_t seq,
               std::uintptr_t event_handle) {
              const CollectiveCall call = make_call(group, op, dtype, count, root_or_peer, timeout_ms, true, true);
-             auto probe = std::make_unique<CudaEventProbe>(event_handle);
-             const CollectiveEvent event = enqueued_event(rt, call, seq, rt.gate().phase());
-             py::gil_scoped_release release;
-             rt.tracker().track(lane, event, std::move(probe), call.timeout);
+             // On the collective's path: no GIL release (only a full lane
+             // blocks here, bounded by the call's timeout).
+             rt.tracker().track(lane, enqueued_event(rt, call, seq, rt.gate().phase()),
+                                std::make_unique<CudaEventProbe>(event_handle), call.timeout);
            })
       .def("wait_lane",
            [](ProcessRuntime& rt, std::size_t lane, std::int64_t timeout_ms) {

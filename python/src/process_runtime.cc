@@ -20,6 +20,11 @@ namespace {
 
 using NcclCommAbort = int (*)(void*);
 
+// The poller's period for torch work: a completion seen 100 us late costs
+// nothing (deadlines are seconds), and querying less often keeps the poller
+// off the CUDA driver's locks while the Python thread launches kernels.
+constexpr std::chrono::microseconds kPythonPollPeriod{100};
+
 // The runtime whose fatal path std::terminate takes (one per process).
 std::atomic<FatalHandler*> terminate_target{nullptr};
 
@@ -82,7 +87,10 @@ ProcessRuntime::ProcessRuntime(ProcessRuntimeOptions options) : options_(std::mo
   observer_ = std::make_unique<GuardObserver>(recorder_, watchdog_.get());
   gate_ = std::make_unique<CollectiveGate>(env.rank, env.world_size, options_.policy, Phase::kStartup,
                                            observer_.get());
-  tracker_ = std::make_unique<CompletionTracker>(*observer_, [&fatal](const Error& error) { fatal.fail(error); });
+  CompletionTrackerOptions tracker_options;
+  tracker_options.poll_period = kPythonPollPeriod;
+  tracker_ = std::make_unique<CompletionTracker>(*observer_, [&fatal](const Error& error) { fatal.fail(error); },
+                                                 tracker_options);
 
   FatalSources sources;
   sources.armed = [this] { return watchdog_->armed(); };

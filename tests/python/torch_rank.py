@@ -4,7 +4,8 @@ Usage: torch_rank.py CASE CULPRIT
 
 pp1 layout: rank 0 is Stage 0, ranks 1..N-1 the mesh; groups are made on
 every rank in the same order (world, mesh, boundary = {0, 1}). CULPRIT is
-the global rank that misbehaves. Every case ends by itself: a rank that
+the global rank that misbehaves. LOCKSTEP_TEST_DEVICE=cuda puts the mesh on
+NCCL, one GPU per mesh rank (Stage 0 and the boundary stay on Gloo). Every case ends by itself: a rank that
 would otherwise wait sleeps at most LONG_SLEEP_S, far past the deadline,
 so only lockstep can end it early.
 """
@@ -25,14 +26,20 @@ import lockstep.torch as lt
 DEADLINE_S = 2.0     # steady-state deadline of every guarded call and watch
 LONG_SLEEP_S = 60.0  # "would hang": far past DEADLINE_S + the test's bound
 CHUNKS = 3
+CUDA = os.environ.get("LOCKSTEP_TEST_DEVICE", "cpu") == "cuda"
+MESH_DEVICE = "cpu"  # set in main(): the mesh ranks' device
 
 
 def main() -> int:
     case, culprit = sys.argv[1], int(sys.argv[2])
+    global MESH_DEVICE
     rt = lockstep.init(timeout=DEADLINE_S, startup_timeout=30.0)
+    if CUDA and rt.rank > 0:
+        torch.cuda.set_device((rt.rank - 1) % torch.cuda.device_count())
+        MESH_DEVICE = "cuda"
     dist.init_process_group("gloo")
     world = lt.world()
-    mesh = lt.new_group("mesh", range(1, dist.get_world_size()))
+    mesh = lt.new_group("mesh", range(1, dist.get_world_size()), backend="nccl" if CUDA else "gloo")
     boundary = lt.new_group("boundary", [0, 1])
     lt.install()
     lockstep.set_phase("control")
@@ -61,9 +68,9 @@ def mesh_chunks(me: int, mesh: lt.GuardedGroup, skip_at: int = -1, count_for=lam
                 # The culprit skips this chunk's collectives and waits elsewhere.
                 record_fault_time()
                 time.sleep(LONG_SLEEP_S)
-            h = torch.ones(count_for(chunk))
+            h = torch.ones(count_for(chunk), device=MESH_DEVICE)
             mesh.all_reduce(h)
-            mesh.all_reduce(torch.ones(8))
+            mesh.all_reduce(torch.ones(8, device=MESH_DEVICE))
         mesh.verify(input=lt.digest(x))
 
 
@@ -92,7 +99,7 @@ def case_b2(me, culprit, world, mesh, boundary):
         with lockstep.phase("generator"):
             if me == culprit:
                 dist.all_reduce(torch.ones(4))  # the world group inside the generator phase
-            mesh.all_reduce(torch.ones(4))
+            mesh.all_reduce(torch.ones(4, device=MESH_DEVICE))
     time.sleep(LONG_SLEEP_S if me != culprit else 0)
 
 
@@ -123,7 +130,7 @@ def case_kill9(me, culprit, world, mesh, boundary):
                 if me == culprit and chunk == 1:
                     record_fault_time()
                     os.kill(os.getpid(), signal.SIGKILL)  # no dump, no poison
-                mesh.all_reduce(torch.ones(256))
+                mesh.all_reduce(torch.ones(256, device=MESH_DEVICE))
     else:
         time.sleep(LONG_SLEEP_S)
 
