@@ -39,6 +39,11 @@ class Job:
                              timeout=60)
         return json.loads(out.stdout)
 
+    def dump(self, rank: int) -> Dict:
+        """The flight-recorder dump rank `rank` wrote."""
+        with open(os.path.join(self.job_dir, "dumps", f"rank-{rank}.json")) as f:
+            return json.load(f)
+
     def dumps(self) -> List[str]:
         path = os.path.join(self.job_dir, "dumps")
         return sorted(os.listdir(path)) if os.path.isdir(path) else []

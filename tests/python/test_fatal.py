@@ -26,8 +26,7 @@ class FatalPath(JobTestCase):
     def test_watch_expiry_ends_a_rank_stuck_in_a_c_call_that_holds_the_gil(self):
         job = launch(self.case_dir, [PYTHON, SCRIPT, "gil"], nproc=1, bound_s=BOUND_S)
         self.assertEqual(job.exit_code, 20, job.describe())
-        with open(os.path.join(job.job_dir, "dumps", "rank-0.json")) as f:
-            dump = json.load(f)
+        dump = job.dump(0)
         self.assertEqual(dump["reason"]["code"], "timeout")
         self.assertIn("catastrophic regex", dump["reason"]["message"])
         with open(os.path.join(job.job_dir, "dumps", "rank-0.pystacks.txt")) as f:
@@ -52,8 +51,7 @@ class FatalPath(JobTestCase):
     def test_uncaught_exception_dumps_and_exits_1(self):
         job = launch(self.case_dir, [PYTHON, SCRIPT, "crash"], nproc=2, bound_s=BOUND_S)
         self.assertEqual(job.exit_code, 1, job.describe())
-        with open(os.path.join(job.job_dir, "dumps", "rank-0.json")) as f:
-            dump = json.load(f)
+        dump = job.dump(0)
         self.assertEqual(dump["reason"]["code"], "uncaught_exception")
         self.assertIn("ZeroDivisionError", dump["reason"]["message"])
 
