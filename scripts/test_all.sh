@@ -4,7 +4,8 @@
 #      tests skip themselves without a CUDA device)
 #   2. asan preset (ASan+UBSan): the unit tests
 #   3. tsan preset: the concurrency tests
-#   4. fuzz preset (clang-14 libFuzzer): the frame decoder for a bounded time
+#   4. fuzz preset (clang-14 libFuzzer): the frame decoder and the pickle reader,
+#      each for a bounded time
 #   5. the operator manual's links to code and tests
 # Each step is bounded (ctest timeouts; the fuzzer's -max_total_time).
 set -euo pipefail
@@ -38,13 +39,17 @@ step "tsan: concurrency tests"
 build_labelled tsan concurrency
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --preset tsan -j "$jobs"
 
-step "fuzz: frame decoder for ${fuzz_seconds}s"
+step "fuzz: frame decoder for ${fuzz_seconds}s, flight-recorder pickle reader for $((fuzz_seconds / 2))s"
 cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz -j "$jobs" --target lockstep_fuzz_decoder
+cmake --build --preset fuzz -j "$jobs" --target lockstep_fuzz_decoder lockstep_fuzz_pickle
 corpus_work="$(mktemp -d)"
 cp -r tests/fuzz/corpus/decoder/. "$corpus_work/"
 "build/fuzz/tests/fuzz/lockstep_fuzz_decoder" -max_total_time="$fuzz_seconds" \
   -rss_limit_mb=2048 "$corpus_work" tests/fuzz/corpus/decoder
+rm -rf "$corpus_work"
+corpus_work="$(mktemp -d)"
+cp tests/doctor/fixtures/pickle/*.pkl "$corpus_work/"
+"build/fuzz/tests/fuzz/lockstep_fuzz_pickle" -max_total_time="$((fuzz_seconds / 2))" -rss_limit_mb=2048 "$corpus_work"
 rm -rf "$corpus_work"
 
 step "manual: rule → code → test links"
