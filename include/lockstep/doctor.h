@@ -69,10 +69,15 @@ struct Diagnosis {
 
 struct DoctorOptions {
   int world_size = 0;  // 0: take it from the dumps
+  // File-name prefix of PyTorch flight-recorder dumps (TORCH_NCCL_DEBUG_INFO_TEMP_FILE's
+  // base name); empty: "nccl_trace_rank_", torch's default.
+  std::string torch_fr_prefix;
 };
 
 // Diagnoses the dumps in `dir`: a job directory (reads dir/dumps/rank-*.json)
-// or a dumps directory (reads dir/rank-*.json). Blocking (file reads, a few
+// or a dumps directory (reads dir/rank-*.json), and the PyTorch
+// flight-recorder dumps there (<prefix><rank>, pickle or JSON, versions 2.2
+// to 2.10), merged by rank with lockstep's. Blocking (file reads, a few
 // worker threads); no deadline beyond the file system's. Any thread may call
 // it. Never throws for bad dumps (they become DumpProblems); throws
 // Error(kInvalidArgument) only for a negative options.world_size.

@@ -89,7 +89,7 @@ Diagnosis diagnose(const std::filesystem::path& dir, const DoctorOptions& option
   if (options.world_size < 0) {
     throw Error(ErrorCode::kInvalidArgument, "doctor: world_size " + std::to_string(options.world_size) + " < 0");
   }
-  doctor::DumpSet set = doctor::load_dumps(dir, options.world_size);
+  doctor::DumpSet set = doctor::load_dumps(dir, options.world_size, options.torch_fr_prefix);
   Diagnosis d;
   d.world_size = set.world_size;
   d.ranks_missing = set.ranks_missing;

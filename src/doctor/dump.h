@@ -118,10 +118,12 @@ struct DumpSet {
 // The dumps directory for `dir`: dir/dumps when it exists, else dir.
 std::filesystem::path dumps_dir_for(const std::filesystem::path& dir);
 
-// Reads and validates every rank-<R>.json in dumps_dir_for(dir). Blocking;
-// never throws for bad input: unreadable, malformed, duplicate or inconsistent
-// dumps become problems. world_size_override > 0 wins over the dumps' value.
-DumpSet load_dumps(const std::filesystem::path& dir, int world_size_override);
+// Reads and validates every rank-<R>.json and every PyTorch flight-recorder
+// dump <torch_fr_prefix><R> (empty: kTorchFrPrefixDefault) in
+// dumps_dir_for(dir). Blocking; never throws for bad input: unreadable,
+// malformed, duplicate or inconsistent dumps become problems.
+// world_size_override > 0 wins over the dumps' value.
+DumpSet load_dumps(const std::filesystem::path& dir, int world_size_override, std::string_view torch_fr_prefix = {});
 
 // Parses one dump's text; throws Error(kDecode/kSchema/kVersion/kLimit)
 // naming `file` and the field. Strings are interned into `strings`.

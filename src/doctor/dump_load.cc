@@ -1,7 +1,10 @@
-// Loading a directory of dumps: find rank-<R>.json files, read and parse them
-// on a few threads (each into its own string table, so threads share nothing
-// but an atomic work index), then merge the string tables and check the set
-// (duplicate ranks, file name vs "rank" field, world_size agreement).
+// Loading a directory of dumps: find rank-<R>.json files (lockstep's) and
+// <prefix><R> files (PyTorch's flight recorder, torch_fr.h), read and parse
+// them on a few threads (each into its own string table, so threads share
+// nothing but an atomic work index), then merge the string tables and check
+// the set (duplicate ranks, file name vs "rank" field, world_size agreement).
+// A rank with both kinds of dump is one dump: lockstep's, with the PyTorch
+// flight recorder's calls added.
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -10,6 +13,7 @@
 #include <thread>
 
 #include "doctor/dump.h"
+#include "doctor/torch_fr.h"
 #include "lockstep/error.h"
 
 namespace lockstep::doctor {
@@ -18,6 +22,7 @@ namespace {
 struct DumpFile {
   std::filesystem::path path;
   int rank_from_name = -1;
+  bool torch_fr = false;  // PyTorch's flight recorder, not lockstep's dump
 };
 
 struct Loaded {
@@ -40,7 +45,8 @@ std::optional<int> rank_from_file_name(const std::string& name) {
   return rank;
 }
 
-std::vector<DumpFile> list_dump_files(const std::filesystem::path& dumps_dir, std::vector<DumpProblem>& problems) {
+std::vector<DumpFile> list_dump_files(const std::filesystem::path& dumps_dir, std::string_view torch_fr_prefix,
+                                      std::vector<DumpProblem>& problems) {
   std::vector<DumpFile> files;
   std::error_code ec;
   std::filesystem::directory_iterator it(dumps_dir, ec);
@@ -49,11 +55,16 @@ std::vector<DumpFile> list_dump_files(const std::filesystem::path& dumps_dir, st
     return files;
   }
   for (const auto& entry : it) {
-    const std::optional<int> rank = rank_from_file_name(entry.path().filename().string());
-    if (rank) files.push_back({entry.path(), *rank});
+    const std::string name = entry.path().filename().string();
+    if (const std::optional<int> rank = rank_from_file_name(name)) {
+      files.push_back({entry.path(), *rank, false});
+    } else if (const std::optional<int> fr_rank = torch_fr_rank(name, torch_fr_prefix)) {
+      files.push_back({entry.path(), *fr_rank, true});
+    }
   }
+  // By rank; lockstep's dump of a rank before its flight-recorder dump.
   std::sort(files.begin(), files.end(), [](const DumpFile& a, const DumpFile& b) {
-    return a.rank_from_name < b.rank_from_name;
+    return a.rank_from_name != b.rank_from_name ? a.rank_from_name < b.rank_from_name : a.torch_fr < b.torch_fr;
   });
   return files;
 }
@@ -77,7 +88,10 @@ std::string read_file(const std::filesystem::path& path) {
 void load_one(const DumpFile& file, Loaded& out) {
   try {
     const std::string text = read_file(file.path);
-    out.dump = parse_dump(text, file.path.string(), out.strings);
+    out.dump = file.torch_fr
+                   ? parse_torch_fr_dump({reinterpret_cast<const std::uint8_t*>(text.data()), text.size()},
+                                         file.path.string(), file.rank_from_name, out.strings)
+                   : parse_dump(text, file.path.string(), out.strings);
   } catch (const Error& e) {
     out.error = e.what();
   } catch (const std::exception& e) {  // bad_alloc or filesystem errors: still a problem, not a crash
@@ -141,9 +155,11 @@ std::filesystem::path dumps_dir_for(const std::filesystem::path& dir) {
   return dir;
 }
 
-DumpSet load_dumps(const std::filesystem::path& dir, int world_size_override) {
+DumpSet load_dumps(const std::filesystem::path& dir, int world_size_override, std::string_view torch_fr_prefix) {
   DumpSet set;
-  const std::vector<DumpFile> files = list_dump_files(dumps_dir_for(dir), set.problems);
+  const std::vector<DumpFile> files =
+      list_dump_files(dumps_dir_for(dir), torch_fr_prefix.empty() ? kTorchFrPrefixDefault : torch_fr_prefix,
+                      set.problems);
   std::vector<Loaded> loaded(files.size());
   load_parallel(files, loaded);
   for (std::size_t i = 0; i < files.size(); ++i) {
@@ -155,6 +171,15 @@ DumpSet load_dumps(const std::filesystem::path& dir, int world_size_override) {
     if (l.dump->rank != files[i].rank_from_name) {
       set.problems.push_back({l.dump->file, l.dump->file + ": rank: " + std::to_string(l.dump->rank) +
                                                 " does not match the file name; dump ignored"});
+      continue;
+    }
+    if (!set.dumps.empty() && set.dumps.back().rank == l.dump->rank && files[i].torch_fr &&
+        set.dumps.back().role != "torch") {
+      // The same rank's PyTorch flight recorder: its calls join lockstep's dump.
+      remap_strings(*l.dump, l.strings, set.strings);
+      Dump& merged = set.dumps.back();
+      merged.events.insert(merged.events.end(), l.dump->events.begin(), l.dump->events.end());
+      merged.world_size = std::max(merged.world_size, l.dump->world_size);
       continue;
     }
     if (!set.dumps.empty() && set.dumps.back().rank == l.dump->rank) {

@@ -63,6 +63,8 @@ std::string last_seen(const Analysis& a, const Dump& d) {
     const Event& e = d.events.back();
     out += "at " + std::string(event_kind_name(e.kind)) + " " + describe_op(a, e.op, e.group_seq, e.group) + " (" +
            std::string(event_state_name(e.state)) + ", thread " + a.str(e.thread) + ")";
+    // PyTorch flight-recorder events carry the caller's own source line.
+    if (e.detail != 0 && e.kind != EventKind::kNote) out += " called from " + a.str(e.detail);
   } else {
     out += "nowhere (no events recorded)";
   }

@@ -1,6 +1,9 @@
-// `lockstep doctor DIR [--json] [--world-size N]`: the verdict on a job's
-// flight-recorder dumps. The exit status is the verdict class (lockstep::Verdict).
+// `lockstep doctor [DIR] [--torch-fr PREFIX] [--json] [--world-size N]`: the
+// verdict on a job's flight-recorder dumps — lockstep's (rank-R.json) and
+// PyTorch's (<prefix>R, pickle or JSON) — merged by rank. The exit status is
+// the verdict class (lockstep::Verdict).
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -12,19 +15,33 @@ namespace lockstep::cli {
 void register_doctor(CLI::App& app) {
   struct Args {
     std::string dir;
+    std::string torch_fr;
     bool json = false;
     int world_size = 0;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("doctor", "Read every rank's flight-recorder dump and state a verdict "
-                                           "(exit status = verdict class)");
-  cmd->add_option("dir", args->dir, "job directory (reads DIR/dumps/rank-*.json) or a dumps directory")
-      ->required();
+  auto* cmd = app.add_subcommand("doctor", "Read every rank's flight-recorder dump (lockstep's and PyTorch's) "
+                                           "and state a verdict (exit status = verdict class)");
+  cmd->add_option("dir", args->dir,
+                  "job directory (reads DIR/dumps) or a dumps directory: rank-*.json and PyTorch's "
+                  "nccl_trace_rank_* files");
+  cmd->add_option("--torch-fr", args->torch_fr,
+                  "PyTorch flight-recorder dumps by their prefix, as TORCH_NCCL_DEBUG_INFO_TEMP_FILE names "
+                  "them (e.g. /tmp/nccl_trace_rank_)");
   cmd->add_flag("--json", args->json, "print the diagnosis as JSON");
   cmd->add_option("--world-size", args->world_size, "expected number of ranks (default: from the dumps)")
       ->check(CLI::Range(1, 1 << 16));
   cmd->callback([args] {
-    const Diagnosis diagnosis = diagnose(args->dir, DoctorOptions{args->world_size});
+    DoctorOptions options;
+    options.world_size = args->world_size;
+    std::filesystem::path dir = args->dir;
+    if (!args->torch_fr.empty()) {
+      const std::filesystem::path prefix = args->torch_fr;
+      if (dir.empty()) dir = prefix.has_parent_path() ? prefix.parent_path() : std::filesystem::path(".");
+      options.torch_fr_prefix = prefix.filename().string();
+    }
+    if (dir.empty()) throw CLI::ValidationError("dir", "give a job or dumps directory, or --torch-fr PREFIX");
+    const Diagnosis diagnosis = diagnose(dir, options);
     const std::string report = args->json ? format_json(diagnosis) : format_text(diagnosis);
     std::fwrite(report.data(), 1, report.size(), stdout);
     std::fflush(stdout);

@@ -1,0 +1,266 @@
+#include "doctor/torch_fr.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "doctor/pickle_reader.h"
+#include "lockstep/error.h"
+
+namespace lockstep::doctor {
+namespace {
+
+using Kind = PickleValue::Kind;
+
+constexpr int kVersionMinor = 2;   // "2.2" ..
+constexpr int kVersionMinorMax = 10;  // .. "2.10"
+constexpr std::size_t kJsonDepthMax = 64;
+constexpr std::size_t kFrEntriesMax = std::size_t{1} << 20;
+
+[[noreturn]] void bad(const std::string& file, const std::string& field, const std::string& why,
+                      ErrorCode code = ErrorCode::kSchema) {
+  throw Error(code, file + ": flight-recorder field '" + field + "' " + why);
+}
+
+// JSON dumps become the same value tree as pickled ones.
+PickleValue::Ref from_json(const nlohmann::json& j, std::size_t depth, const std::string& file) {
+  if (depth > kJsonDepthMax) bad(file, "(root)", "nests deeper than 64", ErrorCode::kLimit);
+  auto v = std::make_shared<PickleValue>();
+  switch (j.type()) {
+    case nlohmann::json::value_t::null: v->kind = Kind::kNone; break;
+    case nlohmann::json::value_t::boolean: v->kind = Kind::kBool; v->boolean = j.get<bool>(); break;
+    case nlohmann::json::value_t::number_integer:
+    case nlohmann::json::value_t::number_unsigned: v->kind = Kind::kInt; v->integer = j.get<std::int64_t>(); break;
+    case nlohmann::json::value_t::number_float: v->kind = Kind::kFloat; v->real = j.get<double>(); break;
+    case nlohmann::json::value_t::string: v->kind = Kind::kStr; v->text = j.get<std::string>(); break;
+    case nlohmann::json::value_t::array:
+      v->kind = Kind::kList;
+      for (const auto& item : j) v->items.push_back(from_json(item, depth + 1, file));
+      break;
+    case nlohmann::json::value_t::object:
+      v->kind = Kind::kDict;
+      for (const auto& [key, item] : j.items()) {
+        auto k = std::make_shared<PickleValue>();
+        k->kind = Kind::kStr;
+        k->text = key;
+        v->entries.emplace_back(std::move(k), from_json(item, depth + 1, file));
+      }
+      break;
+    default: bad(file, "(root)", "holds a JSON value of an unexpected type");
+  }
+  return v;
+}
+
+const PickleValue& field(const PickleValue& dict, std::string_view name, const std::string& file, Kind kind) {
+  const PickleValue* v = dict.get(name);
+  if (v == nullptr) bad(file, std::string(name), "is missing");
+  const bool ok = v->kind == kind || (kind == Kind::kStr && v->kind == Kind::kBytes) ||
+                  (kind == Kind::kList && v->kind == Kind::kTuple);
+  if (!ok) {
+    bad(file, std::string(name), "is a " + std::string(pickle_kind_name(v->kind)) + ", not a " +
+                                     std::string(pickle_kind_name(kind)));
+  }
+  return *v;
+}
+
+std::int64_t int_or(const PickleValue* v, std::int64_t fallback) {
+  return v != nullptr && v->kind == Kind::kInt ? v->integer : fallback;
+}
+
+std::string key_text(const PickleValue& key) {
+  if (key.is_string()) return key.text;
+  if (key.kind == Kind::kInt) return std::to_string(key.integer);
+  return {};
+}
+
+void check_version(const PickleValue& dump, const std::string& file) {
+  const std::string& version = field(dump, "version", file, Kind::kStr).text;
+  int minor = -1;
+  const bool parsed = version.starts_with("2.") &&
+                      std::from_chars(version.data() + 2, version.data() + version.size(), minor).ptr ==
+                          version.data() + version.size();
+  if (!parsed || minor < kVersionMinor || minor > kVersionMinorMax) {
+    throw Error(ErrorCode::kVersion, file + ": flight-recorder version '" + version +
+                                         "'; the doctor reads versions 2.2 to 2.10");
+  }
+}
+
+// Group name -> its global ranks, from "pg_config" ("ranks" is a list, or a
+// string like "[0, 1]" in torch 2.11).
+std::map<std::string, std::vector<int>> group_ranks(const PickleValue& dump, const std::string& file) {
+  std::map<std::string, std::vector<int>> out;
+  const PickleValue* config = dump.get("pg_config");
+  if (config == nullptr || config->kind != Kind::kDict) return out;
+  for (const auto& [key, pg] : config->entries) {
+    const PickleValue* ranks = pg->get("ranks");
+    std::vector<int> members;
+    if (ranks != nullptr && ranks->is_sequence()) {
+      for (const auto& r : ranks->items) members.push_back(static_cast<int>(int_or(r.get(), -1)));
+    } else if (ranks != nullptr && ranks->is_string()) {
+      const std::string& s = ranks->text;
+      for (std::size_t i = 0; i < s.size();) {
+        if (s[i] < '0' || s[i] > '9') {
+          ++i;
+          continue;
+        }
+        int r = 0;
+        const auto [end, ec] = std::from_chars(s.data() + i, s.data() + s.size(), r);
+        if (ec != std::errc()) bad(file, "pg_config.ranks", "'" + s + "' is not a list of ranks");
+        members.push_back(r);
+        i = static_cast<std::size_t>(end - s.data());
+      }
+    }
+    const PickleValue* name = pg->get("name");
+    out[name != nullptr && name->is_string() ? name->text : key_text(*key)] = std::move(members);
+  }
+  return out;
+}
+
+struct Progress {
+  std::int64_t started = -1;
+  std::int64_t completed = -1;
+};
+
+std::map<std::string, Progress> group_progress(const PickleValue& dump) {
+  std::map<std::string, Progress> out;
+  const PickleValue* status = dump.get("pg_status");
+  if (status == nullptr || status->kind != Kind::kDict) return out;
+  for (const auto& [key, s] : status->entries) {
+    out[key_text(*key)] = {int_or(s->get("last_started_collective"), -1), int_or(s->get("last_completed_collective"), -1)};
+  }
+  return out;
+}
+
+std::string dtype_of(const PickleValue* dtypes) {
+  if (dtypes == nullptr || !dtypes->is_sequence() || dtypes->items.empty() || !dtypes->items[0]->is_string()) return {};
+  static const std::map<std::string, std::string, std::less<>> kTorchNames = {
+      {"Float", "f32"}, {"BFloat16", "bf16"}, {"Half", "f16"}, {"Double", "f64"},
+      {"Long", "i64"},  {"Int", "i32"},       {"Byte", "u8"}};
+  const std::string& name = dtypes->items[0]->text;
+  const auto it = kTorchNames.find(name);
+  return it != kTorchNames.end() ? it->second : name;
+}
+
+std::int64_t elements_of(const PickleValue* sizes) {
+  if (sizes == nullptr || !sizes->is_sequence()) return 0;
+  std::int64_t total = 0;
+  for (const auto& shape : sizes->items) {
+    if (!shape->is_sequence()) continue;
+    std::int64_t n = 1;
+    for (const auto& dim : shape->items) n *= std::max<std::int64_t>(int_or(dim.get(), 0), 0);
+    total += n;
+  }
+  return total;
+}
+
+// The user's frame: the first whose file is not PyTorch's own.
+std::string user_frame(const PickleValue* frames) {
+  if (frames == nullptr || !frames->is_sequence()) return {};
+  for (const auto& frame : frames->items) {
+    const PickleValue* file = frame->get("filename");
+    if (file == nullptr || !file->is_string()) continue;
+    if (file->text.find("/torch/") != std::string::npos || file->text.find("<frozen") != std::string::npos) continue;
+    const PickleValue* name = frame->get("name");
+    return file->text + ":" + std::to_string(int_or(frame->get("line"), 0)) +
+           (name != nullptr && name->is_string() ? " in " + name->text : "");
+  }
+  return {};
+}
+
+EventState state_of(const PickleValue* state, std::int64_t seq, const Progress* progress) {
+  EventState s = EventState::kEnqueued;
+  if (state != nullptr && state->is_string()) {
+    if (state->text == "completed") s = EventState::kCompleted;
+    else if (state->text == "started") s = EventState::kStarted;
+  }
+  if (progress != nullptr && s != EventState::kCompleted) {
+    if (seq <= progress->completed) s = EventState::kCompleted;
+    else if (seq <= progress->started) s = EventState::kStarted;
+  }
+  return s;
+}
+
+}  // namespace
+
+std::optional<int> torch_fr_rank(std::string_view file_name, std::string_view prefix) {
+  if (prefix.empty() || !file_name.starts_with(prefix)) return std::nullopt;
+  std::string_view rest = file_name.substr(prefix.size());
+  for (const std::string_view suffix : {".pkl", ".pickle", ".json"}) {
+    if (rest.ends_with(suffix)) {
+      rest.remove_suffix(suffix.size());
+      break;
+    }
+  }
+  int rank = -1;
+  const auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), rank);
+  if (rest.empty() || ec != std::errc() || end != rest.data() + rest.size() || rank < 0 || rank >= kWorldSizeMax) {
+    return std::nullopt;
+  }
+  return rank;
+}
+
+Dump parse_torch_fr_dump(std::span<const std::uint8_t> bytes, const std::string& file, int rank,
+                         StringTable& strings) {
+  PickleValue::Ref root;
+  if (!bytes.empty() && bytes[0] == '{') {
+    const auto j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) throw Error(ErrorCode::kDecode, file + ": not valid JSON");
+    root = from_json(j, 0, file);
+  } else {
+    try {
+      root = read_pickle(bytes);
+    } catch (const Error& error) {
+      throw Error(error.code(), file + ": " + error.what());
+    }
+  }
+  if (root->kind != Kind::kDict) bad(file, "(root)", "is a " + std::string(pickle_kind_name(root->kind)) + ", not a dict");
+  check_version(*root, file);
+  const auto ranks = group_ranks(*root, file);
+  const auto progress = group_progress(*root);
+  const PickleValue& entries = field(*root, "entries", file, Kind::kList);
+  if (entries.items.size() > kFrEntriesMax) bad(file, "entries", "has more than 2^20 entries", ErrorCode::kLimit);
+
+  Dump dump;
+  dump.file = file;
+  dump.rank = rank;
+  dump.role = "torch";
+  for (const auto& [name, members] : ranks) {
+    for (const int r : members) dump.world_size = std::max(dump.world_size, r + 1);
+  }
+  for (const auto& entry : entries.items) {
+    if (entry->kind != Kind::kDict) bad(file, "entries[]", "holds a " + std::string(pickle_kind_name(entry->kind)));
+    const PickleValue* pg = entry->get("process_group");
+    std::string group;
+    if (pg != nullptr && pg->is_sequence() && !pg->items.empty() && pg->items[0]->is_string()) group = pg->items[0]->text;
+    else if (pg != nullptr && pg->is_string()) group = pg->text;
+    else group = std::to_string(int_or(entry->get("pg_id"), -1));
+    const bool p2p = entry->get("is_p2p") != nullptr && entry->get("is_p2p")->boolean;
+    Event e;
+    e.kind = p2p ? EventKind::kP2p : EventKind::kCollective;
+    e.group_seq = int_or(entry->get(p2p ? "p2p_seq_id" : "collective_seq_id"), -1);
+    e.group = strings.intern(p2p ? group + " p2p" : group);
+    const PickleValue* name = entry->get("profiling_name");
+    std::string op = name != nullptr && name->is_string() ? name->text : "unknown";
+    if (const std::size_t colon = op.find(':'); colon != std::string::npos) op = op.substr(colon + 1);
+    e.op = strings.intern(op);
+    e.count = elements_of(entry->get("input_sizes"));
+    e.dtype = strings.intern(dtype_of(entry->get("input_dtypes")));
+    const auto it = progress.find(group);
+    e.state = state_of(entry->get("state"), e.group_seq, p2p || it == progress.end() ? nullptr : &it->second);
+    e.t_ns = int_or(entry->get("time_created_ns"), 0);
+    e.detail = strings.intern(user_frame(entry->get("frames")));
+    e.thread = strings.intern("torch");
+    e.phase = strings.intern("");
+    dump.dumped_at_ns = std::max(dump.dumped_at_ns, e.t_ns);
+    dump.events.push_back(e);
+  }
+  // Entries of one group in seq order, as lockstep's own dumps are.
+  std::stable_sort(dump.events.begin(), dump.events.end(),
+                   [](const Event& a, const Event& b) { return a.t_ns < b.t_ns; });
+  return dump;
+}
+
+}  // namespace lockstep::doctor

@@ -1,0 +1,73 @@
+// PyTorch flight-recorder dumps (fixtures/torch_fr, made by make_fr_dumps.py
+// in torch 2.11's shape) read by the doctor: the same planted fault with the
+// culprit at every rank position names that rank, a size mismatch names the
+// odd rank, JSON reads like pickle, old versions are refused by name.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "doctor/torch_fr.h"
+#include "lockstep/doctor.h"
+
+namespace lockstep {
+namespace {
+
+const std::string kFixtures = LOCKSTEP_TORCH_FR_FIXTURES;
+
+Diagnosis diagnose_fixture(const std::string& scenario) {
+  return diagnose(kFixtures + "/" + scenario, DoctorOptions{});
+}
+
+TEST(TorchFlightRecorder, ASkippedCollectiveNamesTheCulpritAtEveryRankPosition) {
+  for (int culprit = 0; culprit < 4; ++culprit) {
+    SCOPED_TRACE("culprit rank " + std::to_string(culprit));
+    const Diagnosis d = diagnose_fixture("skip-" + std::to_string(culprit));
+    EXPECT_TRUE(d.problems.empty());
+    EXPECT_EQ(d.verdict, Verdict::kHang);
+    EXPECT_EQ(d.primary.ranks, std::vector<int>{culprit});
+    EXPECT_EQ(d.primary.group, "0");
+    EXPECT_EQ(d.primary.op, "all_reduce");
+    EXPECT_EQ(d.primary.group_seq, 3);
+    EXPECT_EQ(d.primary.others.size(), 3u);
+    const std::string text = format_text(d);
+    EXPECT_NE(text.find("called from /app/pipeline.py:88 in denoise_step"), std::string::npos)
+        << "the user's frame, not torch's: " << text;
+  }
+}
+
+TEST(TorchFlightRecorder, ASizeMismatchNamesTheOddRank) {
+  const Diagnosis d = diagnose_fixture("mismatch");
+  EXPECT_EQ(d.verdict, Verdict::kMismatch);
+  EXPECT_EQ(d.primary.ranks, std::vector<int>{2});
+  EXPECT_EQ(d.primary.others, (std::vector<int>{0, 1, 3}));
+  EXPECT_EQ(d.primary.group_seq, 2);
+  EXPECT_NE(format_text(d).find("rank 2 called all_reduce(f32 x512)"), std::string::npos) << format_text(d);
+}
+
+TEST(TorchFlightRecorder, JsonDumpsReadLikePickledOnes) {
+  const Diagnosis d = diagnose_fixture("json");
+  EXPECT_EQ(d.verdict, Verdict::kHang);
+  EXPECT_EQ(d.primary.ranks, std::vector<int>{1});
+}
+
+TEST(TorchFlightRecorder, AVersionOutsideTheReadRangeIsAProblemNamingIt) {
+  const Diagnosis d = diagnose_fixture("old-version");
+  EXPECT_EQ(d.verdict, Verdict::kNoDumps);
+  ASSERT_EQ(d.problems.size(), 1u);
+  EXPECT_NE(d.problems[0].message.find("version '2.1'; the doctor reads versions 2.2 to 2.10"), std::string::npos)
+      << d.problems[0].message;
+}
+
+TEST(TorchFlightRecorder, FileNamesGiveTheRank) {
+  using doctor::torch_fr_rank;
+  EXPECT_EQ(torch_fr_rank("nccl_trace_rank_7", "nccl_trace_rank_"), 7);
+  EXPECT_EQ(torch_fr_rank("nccl_trace_rank_12.json", "nccl_trace_rank_"), 12);
+  EXPECT_EQ(torch_fr_rank("fr_3.pkl", "fr_"), 3);
+  EXPECT_FALSE(torch_fr_rank("nccl_trace_rank_", "nccl_trace_rank_").has_value());
+  EXPECT_FALSE(torch_fr_rank("nccl_trace_rank_x", "nccl_trace_rank_").has_value());
+  EXPECT_FALSE(torch_fr_rank("rank-0.json", "nccl_trace_rank_").has_value());
+  EXPECT_FALSE(torch_fr_rank("nccl_trace_rank_-1", "nccl_trace_rank_").has_value());
+}
+
+}  // namespace
+}  // namespace lockstep
