@@ -150,6 +150,18 @@ JobSetup prepare_job(const LaunchOptions& options) {
   return job;
 }
 
+std::vector<std::pair<std::string, std::string>> torch_flight_recorder_env(const std::string& job_dir) {
+  const std::string dumps = job_dir + "/dumps/";
+  const std::string entries = std::to_string(kTorchFlightRecorderEntries);
+  // torch <= 2.5 reads the TORCH_NCCL_* names, later versions TORCH_FR_* too.
+  return {{"TORCH_NCCL_TRACE_BUFFER_SIZE", entries},
+          {"TORCH_FR_BUFFER_SIZE", entries},
+          {"TORCH_NCCL_DUMP_ON_TIMEOUT", "1"},
+          {"TORCH_NCCL_DEBUG_INFO_TEMP_FILE", dumps + std::string(kTorchFrDumpPrefix)},
+          {"TORCH_FR_DUMP_TEMP_FILE", dumps + std::string(kTorchFrDumpPrefix)},
+          {"TORCH_NCCL_DEBUG_INFO_PIPE_FILE", dumps + std::string(kTorchFrPipePrefix)}};
+}
+
 RankCommand rank_command(const LaunchOptions& options, const JobSetup& job, int local_rank,
                          pid_t launcher_pid) {
   const std::string rank = std::to_string(options.node_rank * options.nproc + local_rank);
@@ -172,6 +184,12 @@ RankCommand rank_command(const LaunchOptions& options, const JobSetup& job, int 
       {"LOCKSTEP_GENERATION", std::to_string(options.generation)},
       {"LOCKSTEP_LAUNCHER_PID", std::to_string(launcher_pid)},
   };
+  // PyTorch's flight recorder, on for the job unless the user configured it:
+  // its dumps land beside lockstep's, where the doctor reads both, and its
+  // dump-request pipe lets the launcher ask a rank to dump before stopping it.
+  for (auto& [name, value] : torch_flight_recorder_env(job.job_dir)) {
+    if (std::getenv(name.c_str()) == nullptr) defined.emplace_back(std::move(name), std::move(value));
+  }
   defined.insert(defined.end(), options.env.begin(), options.env.end());
   auto is_defined = [&defined](std::string_view entry) {
     const std::string_view name = entry.substr(0, entry.find('='));

@@ -6,6 +6,9 @@
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "launch/spawn.h"
 #include "lockstep/launcher.h"
@@ -28,6 +31,18 @@ struct JobSetup {
 // (Error{kResource}), generates id and token with getrandom, and resolves the
 // program against $PATH (Error{kInvalidArgument} when not executable).
 JobSetup prepare_job(const LaunchOptions& options);
+
+// PyTorch flight recorder settings of a job: entries kept per rank.
+inline constexpr int kTorchFlightRecorderEntries = 2000;
+// Dump files and dump-request pipes of PyTorch's flight recorder in
+// <job_dir>/dumps: <prefix><rank> (the doctor's default prefix) and
+// <pipe prefix><rank>.pipe (torch makes the FIFO and dumps when it is written).
+inline constexpr std::string_view kTorchFrDumpPrefix = "nccl_trace_rank_";
+inline constexpr std::string_view kTorchFrPipePrefix = "nccl_trace_pipe_";
+
+// The variables that turn PyTorch's flight recorder on with dumps in the job's
+// dumps directory. The launcher sets each unless its environment has it.
+std::vector<std::pair<std::string, std::string>> torch_flight_recorder_env(const std::string& job_dir);
 
 // The command for the rank `local_rank` of this machine: the launcher's
 // environment, then torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,

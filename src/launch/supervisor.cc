@@ -3,13 +3,16 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -126,7 +129,8 @@ LaunchResult Supervisor::supervise() {
 int Supervisor::poll_timeout_ms() const {
   std::int64_t timeout_ns = kTickMs * kNsPerMs;
   const std::int64_t now = now_ns();
-  if (stopping_ && !kill_sent_) timeout_ns = std::min(timeout_ns, kill_at_ns_ - now);
+  if (stopping_ && !term_sent_) timeout_ns = std::min(timeout_ns, term_at_ns_ - now);
+  if (stopping_ && term_sent_ && !kill_sent_) timeout_ns = std::min(timeout_ns, kill_at_ns_ - now);
   if (!stopping_ && options_.timeout_ms > 0) {
     timeout_ns = std::min(timeout_ns, start_ns_ + options_.timeout_ms * kNsPerMs - now);
   }
@@ -160,7 +164,9 @@ void Supervisor::handle_signals() {
     if (!stopping_) {
       begin_stop(LaunchEnd::kLauncherSignaled);
     } else {
-      kill_at_ns_ = now_ns();  // asked twice: skip the rest of the grace
+      term_at_ns_ = now_ns();  // asked twice: no wait for dumps, no grace
+      send_term_if_due();
+      kill_at_ns_ = now_ns();
     }
   }
 }
@@ -262,6 +268,47 @@ void Supervisor::begin_stop(LaunchEnd why) {
                                      " failed"
                                : std::string(why == LaunchEnd::kTimeout ? "job timed out" : "launcher signalled"));
   }
+  // PyTorch in the surviving ranks dumps its flight recorder first, when it
+  // listens on its dump-request pipe; the stop waits for those dumps, bounded.
+  const bool asked = request_torch_dumps();
+  term_at_ns_ = now_ns() + (asked ? kTorchDumpWaitMs * kNsPerMs : 0);
+  send_term_if_due();
+}
+
+std::string Supervisor::torch_fr_path(const char* variable, std::string_view default_prefix, int rank,
+                                      std::string_view suffix) const {
+  const char* prefix = std::getenv(variable);
+  return (prefix != nullptr ? std::string(prefix) : job_.job_dir + "/dumps/" + std::string(default_prefix)) +
+         std::to_string(rank) + std::string(suffix);
+}
+
+bool Supervisor::request_torch_dumps() {
+  for (std::size_t rank = 0; rank < slots_.size(); ++rank) {
+    if (!slots_[rank].running) continue;
+    const int global_rank = result_.ranks[rank].rank;
+    const std::string pipe = torch_fr_path("TORCH_NCCL_DEBUG_INFO_PIPE_FILE", kTorchFrPipePrefix, global_rank, ".pipe");
+    struct stat info {};
+    if (::stat(pipe.c_str(), &info) != 0 || !S_ISFIFO(info.st_mode)) continue;
+    // Non-blocking: a pipe nobody reads (ENXIO) or a full one is skipped.
+    Fd fd(::open(pipe.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!fd.valid() || ::write(fd.get(), "1\n", 2) != 2) continue;
+    torch_dumps_asked_.push_back(static_cast<int>(rank));
+  }
+  return !torch_dumps_asked_.empty();
+}
+
+bool Supervisor::torch_dumps_written() const {
+  return std::all_of(torch_dumps_asked_.begin(), torch_dumps_asked_.end(), [&](int rank) {
+    const std::string dump = torch_fr_path("TORCH_NCCL_DEBUG_INFO_TEMP_FILE", kTorchFrDumpPrefix,
+                                           result_.ranks[static_cast<std::size_t>(rank)].rank, "");
+    std::error_code error;
+    return !slots_[static_cast<std::size_t>(rank)].running || std::filesystem::exists(dump, error);
+  });
+}
+
+void Supervisor::send_term_if_due() {
+  if (term_sent_ || (now_ns() < term_at_ns_ && !torch_dumps_written())) return;
+  term_sent_ = true;
   for (std::size_t rank = 0; rank < slots_.size(); ++rank) {
     if (!slots_[rank].running) continue;
     ::kill(-slots_[rank].pid, SIGTERM);
@@ -276,7 +323,8 @@ void Supervisor::enforce_deadlines() {
   if (!stopping_ && options_.timeout_ms > 0 && now >= start_ns_ + options_.timeout_ms * kNsPerMs) {
     begin_stop(LaunchEnd::kTimeout);
   }
-  if (stopping_ && !kill_sent_ && now >= kill_at_ns_) {
+  if (stopping_) send_term_if_due();
+  if (stopping_ && term_sent_ && !kill_sent_ && now >= kill_at_ns_) {
     kill_sent_ = true;
     for (const RankSlot& slot : slots_) {
       if (slot.running) ::kill(-slot.pid, SIGKILL);

@@ -19,6 +19,9 @@
 
 namespace lockstep::launch_detail {
 
+// How long a stop waits for PyTorch's flight-recorder dumps it asked for.
+inline constexpr std::int64_t kTorchDumpWaitMs = 3000;
+
 class Supervisor {
  public:
   // Blocks the launcher's signals and forks the sentinel. `nodes` must
@@ -54,6 +57,12 @@ class Supervisor {
   void record_exit(int rank, int wait_status);
   void enforce_deadlines();
   void watch_other_nodes();
+  // PyTorch flight-recorder dumps before the stop (job.h kTorchFr*).
+  std::string torch_fr_path(const char* variable, std::string_view default_prefix, int rank,
+                            std::string_view suffix) const;
+  bool request_torch_dumps();
+  bool torch_dumps_written() const;
+  void send_term_if_due();
   void prefer_killed_rank_as_cause();
   void begin_stop(LaunchEnd why);
   int running_count() const;
@@ -72,6 +81,9 @@ class Supervisor {
   LineStats stats_;
   std::int64_t start_ns_ = 0;
   bool stopping_ = false;
+  bool term_sent_ = false;
+  std::int64_t term_at_ns_ = 0;   // SIGTERM the ranks at this time (or once asked dumps exist)
+  std::vector<int> torch_dumps_asked_;  // local ranks whose PyTorch was asked to dump
   bool kill_sent_ = false;
   std::int64_t kill_at_ns_ = 0;   // SIGKILL the rest at this time once stopping
   std::optional<std::int64_t> drain_until_ns_;  // set once no rank runs

@@ -119,6 +119,26 @@ TEST(Launch, RanksGetWhatTorchEnvInitExpects) {
   }
 }
 
+TEST(Launch, PytorchRanksAreAskedToDumpTheirFlightRecorderBeforeTheStop) {
+  // Each rank plays torch's watchdog: a FIFO at the dump-request pipe the
+  // launcher names, and a dump written when a request arrives. Rank 1 fails;
+  // rank 0 must be asked, and dump, before its SIGTERM.
+  ScratchDir dir;
+  LaunchOptions options = sh_job(
+      dir, 2,
+      "P=\"${TORCH_NCCL_DEBUG_INFO_PIPE_FILE}${RANK}.pipe\"; mkfifo \"$P\" || exit 9; "
+      "trap 'echo sigterm >> \"$LOCKSTEP_JOB_DIR/order-$RANK\"; exit 143' TERM; "
+      "(read line < \"$P\" && echo dumped >> \"$LOCKSTEP_JOB_DIR/order-$RANK\" && "
+      " echo fr > \"${TORCH_NCCL_DEBUG_INFO_TEMP_FILE}${RANK}\") & "
+      "touch \"$LOCKSTEP_JOB_DIR/ready-$RANK\"; wait_ready 2; "
+      "if [ \"$RANK\" = 1 ]; then exit 7; fi; wait; sleep 100 & wait");
+  options.grace_ms = 5000;
+  const LaunchResult result = launch(options);
+  EXPECT_EQ(result.exit_code, 7) << result.summary;
+  EXPECT_EQ(read_file(dir.path() / "order-0"), "dumped\nsigterm\n") << "the dump came before the stop";
+  EXPECT_EQ(read_file(dir.path() / "dumps" / "nccl_trace_rank_0"), "fr\n");
+}
+
 TEST(Launch, GeneratedIdentityDiffersPerJobAndCallerValuesWin) {
   ScratchDir dir;
   LaunchOptions options = sh_job(dir, 1, "echo \"$LOCKSTEP_JOB_ID $LOCKSTEP_JOB_TOKEN "
