@@ -157,6 +157,11 @@ void read_reason(JsonCursor& cur, Reason& r) {
     else cur.skip_value(key);
   }
   if (!has_kind) cur.fail("reason", "missing required field \"kind\"");
+  // A lockstep::Error's text starts with its code ("timeout: ..."), which the
+  // dump also carries as `code`: keep each cause once in every verdict line.
+  for (const std::string prefix = r.code + ": "; !r.code.empty() && r.message.starts_with(prefix);) {
+    r.message.erase(0, prefix.size());
+  }
 }
 
 Armed read_armed_entry(Parser& p, std::size_t index) {

@@ -120,9 +120,11 @@ std::optional<Finding> find_first_failure(const Analysis& a) {
     });
     if (first.reason.kind == ReasonKind::kTimeout) f.kind = std::string(verdict_name(Verdict::kHang));
     f.ranks = {first.rank};
+    // "fatal backend: ..." but "timeout: ...", not "timeout timeout: ...".
+    const std::string kind(reason_kind_name(first.reason.kind));
     f.summary = "rank " + std::to_string(first.rank) + " failed first (" +
-                std::string(reason_kind_name(first.reason.kind)) + " " + first.reason.code + ": " +
-                first.reason.message + ")" + (poisoned.empty() ? "" : "; " + describe_ranks(poisoned) + " stopped on its poison");
+                (kind == first.reason.code ? "" : kind + " ") + first.reason.code + ": " + first.reason.message + ")" +
+                (poisoned.empty() ? "" : "; " + describe_ranks(poisoned) + " stopped on its poison");
     for (const Dump* d : failed) {
       if (d != &first) f.details.push_back("rank " + std::to_string(d->rank) + " also failed: " + d->reason.code + ": " + d->reason.message);
     }

@@ -362,6 +362,21 @@ TEST(Doctor, FirstFailureNamesWhoPoisonedWhom) {
   EXPECT_TRUE(mentions(d, "rank 1 failed first (fatal backend: gloo: connection closed)"));
 }
 
+TEST(Doctor, EachCauseIsStatedOnce) {
+  // The dump's message starts with the code (lockstep::Error's text) and the
+  // reason kind equals the code: the verdict says "timeout" once.
+  JobDir dir;
+  write_with(dir, 2, [](int r, json& d) {
+    d["reason"] = r == 0 ? json{{"kind", "timeout"}, {"code", "timeout"}, {"message", "timeout: nccl all_reduce #3 on mesh"}}
+                         : json{{"kind", "fatal"}, {"code", "peer_failure"}, {"message", "peer_failure: poison/0"}};
+  });
+  const Diagnosis d = run(dir);
+  const std::string text = format_text(d);
+  EXPECT_NE(text.find("(timeout: nccl all_reduce #3 on mesh)"), std::string::npos) << text;
+  EXPECT_EQ(text.find("timeout timeout"), std::string::npos) << text;
+  EXPECT_EQ(text.find("timeout: timeout"), std::string::npos) << text;
+}
+
 TEST(Doctor, ALostConnectionToARankWithoutADumpBlamesThatRank) {
   // kill -9 of rank 2: rank 1's next collective fails on the reset
   // connection and dumps first; the killed rank is still the cause.
