@@ -58,6 +58,34 @@ TEST(TorchFlightRecorder, AVersionOutsideTheReadRangeIsAProblemNamingIt) {
       << d.problems[0].message;
 }
 
+// Real dumps: torch 2.11 on 2 H200s, faults planted by
+// fixtures/torch_fr/plant_fault.py (scripts/device_fr_fixtures.sh, 2026-11-27).
+// A rank that skipped, broadcast instead, or was killed ended without a dump.
+TEST(TorchFlightRecorder, RealTorch211DumpsOfPlantedFaults) {
+  struct Case {
+    const char* scenario;
+    Verdict verdict;
+    std::vector<int> ranks;
+  };
+  const std::vector<Case> cases = {
+      {"real/skip", Verdict::kCrash, {1}},       // rank 1 skipped all_reduce #3 and left (no dump)
+      {"real/bcast", Verdict::kCrash, {1}},      // rank 1 broadcast where rank 0 all_reduced
+      {"real/kill", Verdict::kCrash, {1}},       // rank 1 killed with SIGKILL
+      {"real/size", Verdict::kMismatch, {0, 1}},  // 4096 vs 1024 elements: two ranks, no majority
+      {"real/p2p", Verdict::kHang, {0}},         // rank 0 sent where rank 1 all_reduced
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.scenario);
+    const Diagnosis d = diagnose_fixture(c.scenario);
+    EXPECT_TRUE(d.problems.empty()) << (d.problems.empty() ? "" : d.problems[0].message);
+    EXPECT_EQ(d.verdict, c.verdict) << format_text(d);
+    EXPECT_EQ(d.primary.ranks, c.ranks) << format_text(d);
+    EXPECT_EQ(d.primary.group, "0");
+    EXPECT_EQ(d.primary.op, "all_reduce");
+    EXPECT_EQ(d.primary.group_seq, 3);
+  }
+}
+
 TEST(TorchFlightRecorder, FileNamesGiveTheRank) {
   using doctor::torch_fr_rank;
   EXPECT_EQ(torch_fr_rank("nccl_trace_rank_7", "nccl_trace_rank_"), 7);
