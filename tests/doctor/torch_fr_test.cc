@@ -4,10 +4,12 @@
 // odd rank, JSON reads like pickle, old versions are refused by name.
 #include <gtest/gtest.h>
 
+#include <sstream>
 #include <string>
 
 #include "doctor/torch_fr.h"
 #include "lockstep/doctor.h"
+#include "lockstep/trace.h"
 
 namespace lockstep {
 namespace {
@@ -84,6 +86,14 @@ TEST(TorchFlightRecorder, RealTorch211DumpsOfPlantedFaults) {
     EXPECT_EQ(d.primary.op, "all_reduce");
     EXPECT_EQ(d.primary.group_seq, 3);
   }
+}
+
+TEST(TorchFlightRecorder, TraceRendersTheirCallsPerRank) {
+  std::ostringstream out;
+  const TraceSummary summary = write_trace(kFixtures + "/real/size", out);
+  EXPECT_EQ(summary.ranks, (std::vector<int>{0, 1}));
+  EXPECT_TRUE(summary.problems.empty());
+  EXPECT_NE(out.str().find("all_reduce #3"), std::string::npos) << out.str();
 }
 
 TEST(TorchFlightRecorder, FileNamesGiveTheRank) {
