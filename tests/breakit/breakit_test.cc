@@ -223,19 +223,28 @@ TEST(BreakIt, E1SlowDecodeBlocksStage0AndQueuesStayAtBound) {
 }
 
 // Balanced stages of kStageMs each: D = 1 runs them back to back (period ~
-// sum), D = 2 overlaps them (period ~ max). Asserted as a ratio in one run of
-// each, with margins for a loaded machine.
+// sum), D = 2 overlaps them (period ~ max). Each run is judged against the
+// stage times it measured itself (medians per chunk), so a loaded machine
+// that stretches the stages stretches the expectation with them.
 TEST(BreakIt, E2DepthSweepOverlapsFromDepthTwo) {
   constexpr const char* kStageMs = "40";
-  double period_ms[3] = {0, 0, 0};
   for (int depth = 1; depth <= 2; ++depth) {
     const JobRun run = run_ok(job_args(3, {"--chunks", "10", "--depth", std::to_string(depth), "--decode-ms",
                                            kStageMs, "--generate-ms", kStageMs}));
     ASSERT_TRUE(run.json.is_object());
-    period_ms[depth] = run.json["overlap"]["period_ms"]["median"].get<double>();
+    const auto& overlap = run.json["overlap"];
+    const double period = overlap["period_ms"]["median"].get<double>();
+    const double max_stage = overlap["max_stage_ms"].get<double>();
+    const double sum_stage = overlap["sum_stage_ms"].get<double>();
+    const std::string seen = "D=" + std::to_string(depth) + ": period " + std::to_string(period) + " ms, stages max " +
+                             std::to_string(max_stage) + " / sum " + std::to_string(sum_stage) + " ms";
+    if (depth == 1) {
+      EXPECT_GT(period, 0.85 * sum_stage) << "D=1 should run the stages back to back; " << seen;
+    } else {
+      EXPECT_LT(period, 1.25 * max_stage) << "D=2 period is not ~max(stage0, stage1); " << seen;
+      EXPECT_LT(period, 0.8 * sum_stage) << "D=2 does not overlap the stages; " << seen;
+    }
   }
-  EXPECT_GT(period_ms[1], 1.4 * period_ms[2]) << "D=1 " << period_ms[1] << " ms vs D=2 " << period_ms[2] << " ms";
-  EXPECT_LT(period_ms[2], 1.3 * 40.0 + 15.0) << "D=2 period is not ~max(stage0, stage1)";
 }
 
 // C3: SIGTERM to the supervisor while the job runs: every rank is gone.
