@@ -83,6 +83,14 @@ struct DoctorOptions {
 // Error(kInvalidArgument) only for a negative options.world_size.
 Diagnosis diagnose(const std::filesystem::path& dir, const DoctorOptions& options);
 
+// Writes each lockstep dump in `dir` as a PyTorch flight-recorder dump,
+// <out>/nccl_trace_rank_<R>.json (JSON, version 2.10), so PyTorch's own
+// analyzer (torch.distributed.flight_recorder.fr_trace) can read a lockstep
+// job too. Creates `out`; returns the files written. Throws Error{kResource}
+// naming a file that cannot be written.
+std::vector<std::filesystem::path> export_torch_flight_recorder(const std::filesystem::path& dir,
+                                                                const std::filesystem::path& out);
+
 // Human report: a "VERDICT: ..." line first, then the details. Pure.
 std::string format_text(const Diagnosis& diagnosis);
 // The same content as one JSON object (trailing newline). Pure.

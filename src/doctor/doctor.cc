@@ -2,9 +2,12 @@
 // verdict; format_text/format_json render the same Diagnosis.
 #include "lockstep/doctor.h"
 
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 
 #include "doctor/analysis.h"
+#include "doctor/torch_fr.h"
 #include "lockstep/assert.h"
 #include "lockstep/error.h"
 
@@ -112,6 +115,25 @@ Diagnosis diagnose(const std::filesystem::path& dir, const DoctorOptions& option
   }
   for (Finding& f : doctor::find_supporting(analysis)) d.supporting.push_back(std::move(f));
   return d;
+}
+
+std::vector<std::filesystem::path> export_torch_flight_recorder(const std::filesystem::path& dir,
+                                                                const std::filesystem::path& out) {
+  const doctor::DumpSet set = doctor::load_dumps(dir, 0);
+  std::error_code error;
+  std::filesystem::create_directories(out, error);
+  if (error) throw Error(ErrorCode::kResource, out.string() + ": " + error.message());
+  std::vector<std::filesystem::path> written;
+  for (const doctor::Dump& dump : set.dumps) {
+    if (dump.role == "torch") continue;  // already PyTorch's own
+    const std::filesystem::path path =
+        out / (std::string(doctor::kTorchFrPrefixDefault) + std::to_string(dump.rank) + ".json");
+    std::ofstream file(path, std::ios::binary | std::ios::trunc);
+    file << doctor::torch_fr_json(set, dump);
+    if (!file.flush()) throw Error(ErrorCode::kResource, path.string() + ": cannot write");
+    written.push_back(path);
+  }
+  return written;
 }
 
 namespace {

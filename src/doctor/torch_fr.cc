@@ -1,7 +1,9 @@
 #include "doctor/torch_fr.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
+#include <iterator>
 #include <map>
 #include <vector>
 
@@ -261,6 +263,94 @@ Dump parse_torch_fr_dump(std::span<const std::uint8_t> bytes, const std::string&
   std::stable_sort(dump.events.begin(), dump.events.end(),
                    [](const Event& a, const Event& b) { return a.t_ns < b.t_ns; });
   return dump;
+}
+
+namespace {
+
+std::string torch_dtype_name(std::string_view lockstep_name) {
+  static const std::map<std::string, std::string, std::less<>> kNames = {
+      {"f32", "Float"}, {"bf16", "BFloat16"}, {"f16", "Half"}, {"f64", "Double"},
+      {"i64", "Long"},  {"i32", "Int"},       {"u8", "Byte"}};
+  const auto it = kNames.find(lockstep_name);
+  return it != kNames.end() ? it->second : std::string(lockstep_name);
+}
+
+bool is_call(const Event& e) { return e.kind == EventKind::kCollective || e.kind == EventKind::kP2p; }
+
+}  // namespace
+
+std::string torch_fr_json(const DumpSet& set, const Dump& dump) {
+  std::map<StrId, std::vector<int>> members;  // group -> ranks with calls in it
+  for (const Dump& d : set.dumps) {
+    for (const Event& e : d.events) {
+      if (!is_call(e)) continue;
+      std::vector<int>& ranks = members[e.group];
+      if (ranks.empty() || ranks.back() != d.rank) ranks.push_back(d.rank);
+    }
+  }
+  nlohmann::json config = nlohmann::json::object();
+  nlohmann::json status = nlohmann::json::object();
+  for (const auto& [group, ranks] : members) {
+    std::string text = "[";
+    for (std::size_t i = 0; i < ranks.size(); ++i) text += (i ? ", " : "") + std::to_string(ranks[i]);
+    const std::string& name = set.strings.str(group);
+    config[name] = {{"name", name}, {"desc", "lockstep group " + name}, {"ranks", text + "]"}};
+  }
+  // One entry per call: the furthest state its events reached.
+  std::map<std::pair<StrId, std::int64_t>, const Event*> furthest;
+  std::vector<std::pair<StrId, std::int64_t>> order;
+  for (const Event& e : dump.events) {
+    if (!is_call(e)) continue;
+    const auto key = std::make_pair(e.group, e.group_seq);
+    auto [it, fresh] = furthest.try_emplace(key, &e);
+    if (fresh) order.push_back(key);
+    else if (e.state > it->second->state) it->second = &e;
+  }
+  nlohmann::json entries = nlohmann::json::array();
+  std::map<StrId, std::array<std::int64_t, 3>> progress;  // enqueued, started, completed
+  for (const auto& key : order) {
+    const Event& e = *furthest[key];
+    const std::string& group = set.strings.str(e.group);
+    const bool p2p = e.kind == EventKind::kP2p;
+    // A failed call never completed: it was under way.
+    const bool completed_call = e.state == EventState::kCompleted;
+    const bool started_call = e.state == EventState::kStarted || e.state == EventState::kFailed;
+    const char* state = completed_call ? "completed" : started_call ? "started" : "scheduled";
+    const std::string dtype = torch_dtype_name(set.strings.str(e.dtype));
+    entries.push_back({{"record_id", entries.size()},
+                       {"pg_id", std::distance(members.begin(), members.find(e.group))},
+                       {"process_group", {group, "lockstep group " + group}},
+                       {"collective_seq_id", p2p ? 0 : e.group_seq},
+                       {"p2p_seq_id", p2p ? e.group_seq : 0},
+                       {"op_id", e.group_seq},
+                       {"profiling_name", "lockstep:" + set.strings.str(e.op)},
+                       {"time_created_ns", e.t_ns},
+                       {"input_sizes", {{e.count}}},
+                       {"input_dtypes", {dtype}},
+                       {"output_sizes", {{e.count}}},
+                       {"output_dtypes", {dtype}},
+                       {"state", state},
+                       {"time_discovered_started_ns", nullptr},
+                       {"time_discovered_completed_ns", nullptr},
+                       {"retired", false},
+                       {"timeout_ms", 0},
+                       {"is_p2p", p2p},
+                       {"frames", nlohmann::json::array()}});
+    if (p2p) continue;
+    auto& [enqueued, started, completed] = progress.try_emplace(e.group, std::array<std::int64_t, 3>{-1, -1, -1})
+                                               .first->second;
+    enqueued = std::max(enqueued, e.group_seq);
+    if (started_call || completed_call) started = std::max(started, e.group_seq);
+    if (completed_call) completed = std::max(completed, e.group_seq);
+  }
+  for (const auto& [group, p] : progress) {
+    status[set.strings.str(group)] = {{"last_enqueued_collective", p[0]},
+                                      {"last_started_collective", p[1]},
+                                      {"last_completed_collective", p[2]}};
+  }
+  return nlohmann::json{{"version", "2.10"}, {"rank", dump.rank}, {"pg_config", config}, {"pg_status", status},
+                        {"entries", entries}}
+      .dump();
 }
 
 }  // namespace lockstep::doctor

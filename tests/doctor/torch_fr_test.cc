@@ -3,7 +3,9 @@
 // culprit at every rank position names that rank, a size mismatch names the
 // odd rank, JSON reads like pickle, old versions are refused by name.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <sstream>
 #include <string>
 
@@ -94,6 +96,24 @@ TEST(TorchFlightRecorder, TraceRendersTheirCallsPerRank) {
   EXPECT_EQ(summary.ranks, (std::vector<int>{0, 1}));
   EXPECT_TRUE(summary.problems.empty());
   EXPECT_NE(out.str().find("all_reduce #3"), std::string::npos) << out.str();
+}
+
+TEST(TorchFlightRecorder, LockstepDumpsExportedAsFlightRecorderDumpsGiveTheSameVerdict) {
+  // A real C4 job (rank 2 SIGSTOPped in the mesh) through the export and back.
+  const std::string lockstep_dumps = kFixtures + "/../c4_sigstop";
+  const std::filesystem::path out = std::filesystem::temp_directory_path() /
+                                    ("lockstep-fr-export-" + std::to_string(::getpid()));
+  const auto written = export_torch_flight_recorder(lockstep_dumps, out);
+  ASSERT_EQ(written.size(), 3u);
+  EXPECT_EQ(written[0].filename(), "nccl_trace_rank_0.json");
+  const Diagnosis original = diagnose(lockstep_dumps, DoctorOptions{});
+  const Diagnosis exported = diagnose(out, DoctorOptions{});
+  std::filesystem::remove_all(out);
+  EXPECT_TRUE(exported.problems.empty()) << exported.problems[0].message;
+  EXPECT_EQ(exported.verdict, original.verdict) << format_text(exported);
+  EXPECT_EQ(exported.primary.ranks, original.primary.ranks);
+  EXPECT_EQ(exported.primary.group, "mesh");
+  EXPECT_EQ(exported.primary.group_seq, original.primary.group_seq);
 }
 
 TEST(TorchFlightRecorder, FileNamesGiveTheRank) {

@@ -1,4 +1,4 @@
-// `lockstep doctor [DIR] [--torch-fr PREFIX] [--json] [--world-size N]`: the
+// `lockstep doctor [DIR] [--torch-fr PREFIX] [--export-fr OUT] [--json] [--world-size N]`: the
 // verdict on a job's flight-recorder dumps — lockstep's (rank-R.json) and
 // PyTorch's (<prefix>R, pickle or JSON) — merged by rank. The exit status is
 // the verdict class (lockstep::Verdict).
@@ -16,6 +16,7 @@ void register_doctor(CLI::App& app) {
   struct Args {
     std::string dir;
     std::string torch_fr;
+    std::string export_fr;
     bool json = false;
     int world_size = 0;
   };
@@ -28,6 +29,9 @@ void register_doctor(CLI::App& app) {
   cmd->add_option("--torch-fr", args->torch_fr,
                   "PyTorch flight-recorder dumps by their prefix, as TORCH_NCCL_DEBUG_INFO_TEMP_FILE names "
                   "them (e.g. /tmp/nccl_trace_rank_)");
+  cmd->add_option("--export-fr", args->export_fr,
+                  "also write every lockstep dump as a PyTorch flight-recorder dump (JSON) into this directory, "
+                  "for torch.distributed.flight_recorder.fr_trace");
   cmd->add_flag("--json", args->json, "print the diagnosis as JSON");
   cmd->add_option("--world-size", args->world_size, "expected number of ranks (default: from the dumps)")
       ->check(CLI::Range(1, 1 << 16));
@@ -41,6 +45,11 @@ void register_doctor(CLI::App& app) {
       options.torch_fr_prefix = prefix.filename().string();
     }
     if (dir.empty()) throw CLI::ValidationError("dir", "give a job or dumps directory, or --torch-fr PREFIX");
+    if (!args->export_fr.empty()) {
+      for (const auto& path : export_torch_flight_recorder(dir, args->export_fr)) {
+        std::fprintf(stderr, "lockstep doctor: wrote %s\n", path.c_str());
+      }
+    }
     const Diagnosis diagnosis = diagnose(dir, options);
     const std::string report = args->json ? format_json(diagnosis) : format_text(diagnosis);
     std::fwrite(report.data(), 1, report.size(), stdout);
