@@ -34,17 +34,12 @@ import torch.distributed as dist
 from . import _core
 from ._errors import LockstepError, error
 from .runtime import runtime
+from .wire import _DTYPE_NAMES
 
 _OPS: Dict[str, int] = dict(_core.OPS)
-_DTYPES: Dict[torch.dtype, int] = {
-    torch.bfloat16: _core.DTYPES["bf16"],
-    torch.float16: _core.DTYPES["f16"],
-    torch.float32: _core.DTYPES["f32"],
-    torch.float64: _core.DTYPES["f64"],
-    torch.int64: _core.DTYPES["i64"],
-    torch.int32: _core.DTYPES["i32"],
-    torch.uint8: _core.DTYPES["u8"],
-}
+# The dtypes lockstep checks, from the wire's one table, keyed for the hot path.
+_DTYPES: Dict[torch.dtype, int] = {getattr(torch, torch_name): _core.DTYPES[name]
+                                   for name, (torch_name, _) in _DTYPE_NAMES.items()}
 _NO_PEER = -1
 _U8 = _core.DTYPES["u8"]
 

@@ -13,8 +13,6 @@ namespace {
 // many times the number of records.
 constexpr std::uint64_t kDenseSeqFactor = 4;
 
-bool is_call(const Event& e) { return e.kind == EventKind::kCollective || e.kind == EventKind::kP2p; }
-
 // Collapses one rank's events into records ordered by (group, seq). The state
 // enum is ordered so the furthest state reached is the largest.
 std::vector<std::pair<StrId, OpRecord>> collapse_rank(const Dump& d) {

@@ -70,6 +70,9 @@ struct Event {
   EventState state = EventState::kCompleted;
 };
 
+// A collective or point-to-point call (the events the doctor aligns by group and seq).
+inline bool is_call(const Event& e) { return e.kind == EventKind::kCollective || e.kind == EventKind::kP2p; }
+
 struct Armed {
   StrId thread = 0;
   StrId what = 0;

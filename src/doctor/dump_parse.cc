@@ -122,7 +122,7 @@ Event read_event(Parser& p, std::size_t index) {
   std::string_view key;
   while (cur.next_key(scope, key)) read_event_field(p, key, e, seen);
   unsigned required = kFT | kFThread | kFKind | kFState;
-  if (e.kind == EventKind::kCollective || e.kind == EventKind::kP2p) required |= kFGroup | kFSeq | kFOp;
+  if (is_call(e)) required |= kFGroup | kFSeq | kFOp;
   const unsigned absent = required & ~seen;
   if (absent != 0) {
     static constexpr std::array<std::string_view, 7> kNames{"t_ns", "thread", "kind", "state", "group", "group_seq", "op"};

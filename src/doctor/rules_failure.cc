@@ -25,7 +25,7 @@ AfterCommit after_commit(const Dump& d, std::size_t commit_index) {
   AfterCommit out;
   for (std::size_t i = commit_index + 1; i < d.events.size(); ++i) {
     const Event& e = d.events[i];
-    const bool call = e.kind == EventKind::kCollective || e.kind == EventKind::kP2p;
+    const bool call = is_call(e);
     out.payload_sent |= call && e.state == EventState::kCompleted && same_call(c, e.call_id);
     out.payload_begun |= call && same_call(c, e.call_id);
     out.failed |= e.state == EventState::kFailed;
@@ -35,7 +35,7 @@ AfterCommit after_commit(const Dump& d, std::size_t commit_index) {
 
 bool received(const Dump& receiver, const Event& commit) {
   return std::any_of(receiver.events.begin(), receiver.events.end(), [&](const Event& e) {
-    const bool call = e.kind == EventKind::kCollective || e.kind == EventKind::kP2p;
+    const bool call = is_call(e);
     return call && e.state == EventState::kCompleted && e.t_ns >= commit.t_ns && same_call(commit, e.call_id);
   });
 }

@@ -136,14 +136,18 @@ std::map<std::string, Progress> group_progress(const PickleValue& dump) {
   return out;
 }
 
+// PyTorch's dtype names in flight-recorder dumps and lockstep's, one table both ways.
+constexpr std::array<std::pair<std::string_view, std::string_view>, 7> kDtypeNames{{
+    {"Float", "f32"}, {"BFloat16", "bf16"}, {"Half", "f16"}, {"Double", "f64"},
+    {"Long", "i64"},  {"Int", "i32"},       {"Byte", "u8"}}};
+
 std::string dtype_of(const PickleValue* dtypes) {
   if (dtypes == nullptr || !dtypes->is_sequence() || dtypes->items.empty() || !dtypes->items[0]->is_string()) return {};
-  static const std::map<std::string, std::string, std::less<>> kTorchNames = {
-      {"Float", "f32"}, {"BFloat16", "bf16"}, {"Half", "f16"}, {"Double", "f64"},
-      {"Long", "i64"},  {"Int", "i32"},       {"Byte", "u8"}};
   const std::string& name = dtypes->items[0]->text;
-  const auto it = kTorchNames.find(name);
-  return it != kTorchNames.end() ? it->second : name;
+  for (const auto& [torch_name, lockstep_name] : kDtypeNames) {
+    if (torch_name == name) return std::string(lockstep_name);
+  }
+  return name;
 }
 
 std::int64_t elements_of(const PickleValue* sizes) {
@@ -268,14 +272,11 @@ Dump parse_torch_fr_dump(std::span<const std::uint8_t> bytes, const std::string&
 namespace {
 
 std::string torch_dtype_name(std::string_view lockstep_name) {
-  static const std::map<std::string, std::string, std::less<>> kNames = {
-      {"f32", "Float"}, {"bf16", "BFloat16"}, {"f16", "Half"}, {"f64", "Double"},
-      {"i64", "Long"},  {"i32", "Int"},       {"u8", "Byte"}};
-  const auto it = kNames.find(lockstep_name);
-  return it != kNames.end() ? it->second : std::string(lockstep_name);
+  for (const auto& [torch_name, name] : kDtypeNames) {
+    if (name == lockstep_name) return std::string(torch_name);
+  }
+  return std::string(lockstep_name);
 }
-
-bool is_call(const Event& e) { return e.kind == EventKind::kCollective || e.kind == EventKind::kP2p; }
 
 }  // namespace
 
