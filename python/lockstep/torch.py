@@ -74,8 +74,9 @@ def _dtype(tensor: torch.Tensor, group: str, op: str) -> int:
     try:
         return _DTYPES[tensor.dtype]
     except KeyError:
+        checked = ", ".join(str(d).replace("torch.", "") for d in _DTYPES)
         raise error("invalid_argument", f"group '{group}', op {op}: dtype {tensor.dtype} is not one lockstep "
-                                        "checks (bfloat16, float16, float32, float64, int64, int32, uint8)") from None
+                                        f"checks ({checked})") from None
 
 
 class GuardedGroup:
@@ -125,15 +126,17 @@ class GuardedGroup:
         return self.rank is not None
 
     def group_rank(self, global_rank: int) -> int:
-        """The group rank of ``global_rank``; -1 when it is not a member (the gate names it)."""
+        """The group rank of ``global_rank``; the group's size (out of range) when it is not a member,
+        so the gate refuses it as an invalid root or peer, naming it."""
         try:
             return self.ranks.index(global_rank)
         except ValueError:
             return len(self.ranks)  # out of range: the gate refuses it as an invalid root/peer
 
     # -- the guarded path ---------------------------------------------------
-    def _admit(self, op: int, dtype: int, count: int, peer: int, has_buffers: bool = True) -> int:
-        return self._core.admit(self.name, op, dtype, count, peer, self._timeout_ms, has_buffers, has_buffers)
+    def _admit(self, op: int, dtype: int, count: int, peer: int) -> int:
+        # torch owns the buffers: the gate is told they exist.
+        return self._core.admit(self.name, op, dtype, count, peer, self._timeout_ms, True, True)
 
     def _event(self) -> Any:
         if not self._free_events:

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -117,6 +118,10 @@ struct DumpSet {
   std::vector<int> ranks_missing;
   std::vector<DumpProblem> problems;
 };
+
+// The rank a file name spells in `digits` (a whole number in
+// [0, kWorldSizeMax), nothing else); nullopt otherwise. Pure.
+std::optional<int> rank_of_digits(std::string_view digits);
 
 // The dumps directory for `dir`: dir/dumps when it exists, else dir.
 std::filesystem::path dumps_dir_for(const std::filesystem::path& dir);

@@ -31,18 +31,13 @@ struct Loaded {
   std::string error;
 };
 
-std::optional<int> rank_from_file_name(const std::string& name) {
+std::optional<int> rank_from_file_name(std::string_view name) {
   constexpr std::string_view kPrefix = "rank-";
   constexpr std::string_view kSuffix = ".json";
   if (name.size() <= kPrefix.size() + kSuffix.size() || !name.starts_with(kPrefix) || !name.ends_with(kSuffix)) {
     return std::nullopt;
   }
-  const char* first = name.data() + kPrefix.size();
-  const char* last = name.data() + name.size() - kSuffix.size();
-  int rank = -1;
-  const auto [end, ec] = std::from_chars(first, last, rank);
-  if (ec != std::errc() || end != last || rank < 0 || rank >= kWorldSizeMax) return std::nullopt;
-  return rank;
+  return rank_of_digits(name.substr(kPrefix.size(), name.size() - kPrefix.size() - kSuffix.size()));
 }
 
 std::vector<DumpFile> list_dump_files(const std::filesystem::path& dumps_dir, std::string_view torch_fr_prefix,
@@ -148,6 +143,16 @@ void settle_world_size(DumpSet& set, int world_size_override) {
 }
 
 }  // namespace
+
+std::optional<int> rank_of_digits(std::string_view digits) {
+  int rank = -1;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), rank);
+  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || rank < 0 ||
+      rank >= kWorldSizeMax) {
+    return std::nullopt;
+  }
+  return rank;
+}
 
 std::filesystem::path dumps_dir_for(const std::filesystem::path& dir) {
   std::error_code ec;

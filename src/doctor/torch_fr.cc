@@ -200,12 +200,7 @@ std::optional<int> torch_fr_rank(std::string_view file_name, std::string_view pr
       break;
     }
   }
-  int rank = -1;
-  const auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), rank);
-  if (rest.empty() || ec != std::errc() || end != rest.data() + rest.size() || rank < 0 || rank >= kWorldSizeMax) {
-    return std::nullopt;
-  }
-  return rank;
+  return rank_of_digits(rest);
 }
 
 Dump parse_torch_fr_dump(std::span<const std::uint8_t> bytes, const std::string& file, int rank,
