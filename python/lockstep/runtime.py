@@ -11,8 +11,9 @@ From then on:
   same bounded way: every Python thread's stack written beside the dump
   (``dumps/rank-R.pystacks.txt``, even while another thread holds the GIL
   inside a C call), the flight-recorder dump (``dumps/rank-R.json``), a
-  poison mark that stops the peers, abort of every registered communicator,
-  and ``_exit`` with lockstep's exit code within a hard deadline.
+  poison mark that stops the peers, no further guarded call, and ``_exit``
+  with lockstep's exit code within a hard deadline (torch's communicators go
+  with the process: torch has no abort callable without the GIL).
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ class watch:
 
     On expiry the watchdog — a thread that never takes the GIL — runs the
     fatal path: every Python thread's stack and the flight recorder are
-    dumped, peers are poisoned, communicators aborted, and the process exits
+    dumped, peers are poisoned, guarded calls refused, and the process exits
     with code 20 (timeout) within the hard deadline, even if this block is
     stuck inside a C call that holds the GIL. ``timeout=None`` uses the
     current phase's deadline. Non-blocking to enter and leave (two atomics).

@@ -189,18 +189,14 @@ void bind_runtime(py::module_& m) {
              py::gil_scoped_release release;
              rt.fatal().fail(cause);
            })
-      .def("tripped", [](ProcessRuntime& rt) { return rt.fatal().tripped(); })
       .def("dump_now",
            [](ProcessRuntime& rt, const std::string& message) {
              py::gil_scoped_release release;
              return rt.fatal().dump_now({DumpReasonKind::kRequest, "request", message, 0}).string();
            })
-      .def("add_abortable_nccl_comm", &ProcessRuntime::add_abortable_nccl_comm)
       // The gate (guarded groups).
       .def("add_group", [](ProcessRuntime& rt, std::string name,
                            std::vector<int> ranks) { return rt.gate().add_group(std::move(name), std::move(ranks)); })
-      .def("group_rank_of",
-           [](ProcessRuntime& rt, const std::string& group, int rank) { return rt.gate().group_rank_of(group, rank); })
       .def("admit",
            [](ProcessRuntime& rt, const std::string& group, int op, int dtype, std::uint64_t count,
               int root_or_peer, std::int64_t timeout_ms, bool has_in, bool has_out) {
@@ -262,8 +258,7 @@ void bind_runtime(py::module_& m) {
              py::gil_scoped_release release;
              rt.tracker().wait_lane(lane, milliseconds(timeout_ms));
            })
-      .def("in_flight", [](ProcessRuntime& rt, std::size_t lane) { return rt.tracker().in_flight(lane); })
-      .def("completed_calls", [](ProcessRuntime& rt) { return rt.tracker().completed_calls(); });
+      .def("in_flight", [](ProcessRuntime& rt, std::size_t lane) { return rt.tracker().in_flight(lane); });
 
   m.def("digest_bytes", [](std::uintptr_t data, std::size_t bytes) {
     // XXH3-64 of host memory the caller owns (a CPU tensor's storage).

@@ -1,6 +1,5 @@
 #include "process_runtime.h"
 
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,8 +16,6 @@
 
 namespace lockstep::python {
 namespace {
-
-using NcclCommAbort = int (*)(void*);
 
 // The poller's period for torch work: a completion seen 100 us late costs
 // nothing (deadlines are seconds), and querying less often keeps the poller
@@ -50,13 +47,6 @@ std::atomic<FatalHandler*> terminate_target{nullptr};
     fatal->fail(cause);
   }
   std::abort();
-}
-
-// NCCL as torch loaded it, or null when this process has none.
-NcclCommAbort find_nccl_abort() noexcept {
-  void* nccl = ::dlopen("libnccl.so.2", RTLD_NOW | RTLD_NOLOAD);
-  if (nccl == nullptr) return nullptr;
-  return reinterpret_cast<NcclCommAbort>(::dlsym(nccl, "ncclCommAbort"));
 }
 
 }  // namespace
@@ -97,7 +87,10 @@ ProcessRuntime::ProcessRuntime(ProcessRuntimeOptions options) : options_(std::mo
   sources.ledgers = [this] { return ledger_summaries(*gate_); };
   sources.beside_dump = [this] { write_python_stacks(); };
   fatal_->set_sources(std::move(sources));
-  fatal_->set_abort_action([this] { abort_all(); });
+  // Crash-only: no guarded call reaches torch after the fatal path began.
+  // torch's own communicators go with the process (_exit); torch offers no
+  // abort callable without the GIL.
+  fatal_->set_abort_action([this] { gate_->mark_aborted(); });
   watchdog_->start();
   terminate_target.store(fatal_.get());
   previous_terminate_ = std::set_terminate(fail_on_terminate);
@@ -114,30 +107,6 @@ void ProcessRuntime::set_phase(Phase phase) {
   gate_->set_phase(phase);
   recorder_.set_phase(phase_name(phase));
   if (phase != Phase::kStartup) watchdog_->enter_steady_state();
-}
-
-void ProcessRuntime::add_abortable_nccl_comm(std::uintptr_t comm) {
-  const std::lock_guard lock(comms_mutex_);
-  if (nccl_comms_.size() >= kAbortableCommsMax) {
-    throw Error(ErrorCode::kLimit, "more than kAbortableCommsMax = " + std::to_string(kAbortableCommsMax) +
-                                       " NCCL communicators registered for abort");
-  }
-  nccl_comms_.push_back(comm);
-}
-
-void ProcessRuntime::abort_all() noexcept {
-  gate_->mark_aborted();
-  std::vector<std::uintptr_t> comms;
-  {
-    const std::lock_guard lock(comms_mutex_);
-    comms = nccl_comms_;
-  }
-  if (comms.empty()) return;
-  const NcclCommAbort abort = find_nccl_abort();
-  if (abort == nullptr) return;
-  // Every communicator of the process, one after the other on this
-  // sacrificial thread: the hard-exit deadline bounds a hang here.
-  for (const std::uintptr_t comm : comms) abort(reinterpret_cast<void*>(comm));
 }
 
 void ProcessRuntime::write_python_stacks() const noexcept {

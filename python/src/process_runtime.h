@@ -21,7 +21,6 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -35,9 +34,6 @@
 #include "lockstep/watchdog.h"
 
 namespace lockstep::python {
-
-// Communicators of other libraries (torch's NCCL) this process may abort.
-inline constexpr std::size_t kAbortableCommsMax = 64;
 
 struct ProcessRuntimeOptions {
   RankEnv env;
@@ -74,14 +70,7 @@ class ProcessRuntime {
   // watchdog's deadline: start-up until the first other phase).
   void set_phase(Phase phase);
 
-  // An ncclComm_t of another library (torch's ProcessGroupNCCL) that the
-  // fatal path aborts beside lockstep's own; NCCL is found in the process
-  // (dlopen RTLD_NOLOAD) when the abort runs. Throws Error{kLimit} past
-  // kAbortableCommsMax.
-  void add_abortable_nccl_comm(std::uintptr_t comm);
-
  private:
-  void abort_all() noexcept;
   void write_python_stacks() const noexcept;
 
   ProcessRuntimeOptions options_;
@@ -93,8 +82,6 @@ class ProcessRuntime {
   std::unique_ptr<CollectiveGate> gate_;
   std::unique_ptr<CompletionTracker> tracker_;
   std::terminate_handler previous_terminate_ = nullptr;
-  std::mutex comms_mutex_;  // never held on the fatal path for long: a copy is taken
-  std::vector<std::uintptr_t> nccl_comms_;
 };
 
 }  // namespace lockstep::python
