@@ -135,9 +135,11 @@ bool CompletionTracker::poll_heads() {
         ended.error_message = error;
       }
       observer_.on_collective(ended);
-      const std::string what = "group '" + std::string(ended.group) + "' seq " +
-                               std::to_string(ended.group_seq) + " " +
-                               std::string(collective_op_name(ended.op));
+      // Named only on failure: the common completion allocates nothing.
+      const std::string what = failed ? "group '" + std::string(ended.group) + "' seq " +
+                                            std::to_string(ended.group_seq) + " " +
+                                            std::string(collective_op_name(ended.op))
+                                      : std::string();
       {
         const std::lock_guard lock(mutex_);
         lane.pending.pop_front();
