@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "lockstep/completion_probe.h"
 #include "lockstep/dtype.h"
+#include "lockstep/error.h"
 #include "lockstep/store.h"
 
 namespace lockstep {
@@ -53,6 +55,28 @@ class Backend {
                     std::chrono::milliseconds timeout) = 0;
   virtual void recv(void* data, std::size_t size_bytes, int peer, std::uint32_t tag,
                     std::chrono::milliseconds timeout) = 0;
+
+  // Stream-ordered calls (SPEC §4C), for a backend whose work runs on a GPU
+  // stream (stream_ordered() true; the others throw Error{kInvalidArgument}):
+  //  - enqueue_all_reduce queues the sum after the work already queued on the
+  //    backend's compute stream, so that stream's later work runs after it,
+  //    and returns at once with a probe that reports its completion. The
+  //    host waits only, bounded by `timeout`, for the library to finish
+  //    enqueueing. Device memory only. While the compute stream is being
+  //    captured into a CUDA graph the call is captured, not run, and the
+  //    probe is null: it runs, and completes, with each replay.
+  //  - enqueue_marker returns a probe that completes once everything queued
+  //    on the compute stream so far has run (the end of a graph replay).
+  //  - Throws and breaks the backend like the blocking calls.
+  virtual bool stream_ordered() const { return false; }
+  virtual std::unique_ptr<CompletionProbe> enqueue_all_reduce(void* /*data*/, std::size_t /*count*/,
+                                                              DType /*dtype*/, ReduceOp /*op*/,
+                                                              std::chrono::milliseconds /*timeout*/) {
+    throw Error(ErrorCode::kInvalidArgument, name() + " backend has no stream-ordered all_reduce");
+  }
+  virtual std::unique_ptr<CompletionProbe> enqueue_marker() {
+    throw Error(ErrorCode::kInvalidArgument, name() + " backend has no stream to mark");
+  }
 
   // Makes every pending and later call fail with Error{kAborted}. Callable
   // from any thread, at most once meaningfully (later calls are no-ops). May

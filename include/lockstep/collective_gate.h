@@ -92,6 +92,10 @@ class CollectiveGate {
   void report(const CollectiveCall& call, std::uint64_t seq, CollectiveState state,
               ErrorCode code = ErrorCode::kInternal, std::string_view message = {}) noexcept;
 
+  // The observer's view of an admitted call in `state` (phase: the current
+  // one), for whoever reports it later (a completion tracker). Any thread.
+  CollectiveEvent event_of(const CollectiveCall& call, std::uint64_t seq, CollectiveState state) const noexcept;
+
   // Crash-only: once set, every admit() throws Error{kAborted}. Any thread.
   void mark_aborted() noexcept { aborted_.store(true, std::memory_order_release); }
   bool aborted() const noexcept { return aborted_.load(std::memory_order_acquire); }

@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -33,6 +34,7 @@
 #include "lockstep/backend.h"
 #include "lockstep/collective_gate.h"
 #include "lockstep/collective_observer.h"
+#include "lockstep/completion_probe.h"
 #include "lockstep/group_table.h"
 #include "lockstep/ledger.h"
 #include "lockstep/phase.h"
@@ -80,6 +82,39 @@ class Communicator {
   void recv(std::string_view group, void* data, std::size_t count, DType dtype, int peer,
             std::uint32_t tag, std::chrono::milliseconds timeout);
 
+  // Stream-ordered (SPEC §4C), for device memory on a group whose backend
+  // has a stream (Backend::stream_ordered; Error{kInvalidArgument} otherwise):
+  // the same checks, ledger entry and enqueued report as the blocking calls,
+  // then the backend enqueues the sum and the call returns. The completion
+  // sink watches it from there (started when the call before it on the
+  // group's lane completed, then completed or failed): the host never waits
+  // for the GPU here. REQUIRES: set_completion_sink() ran.
+  void all_reduce_enqueue(std::string_view group, void* data, std::size_t count, DType dtype,
+                          ReduceOp reduce, std::chrono::milliseconds timeout);
+  // Where stream-ordered calls are watched; lane = the group's table index.
+  // Owner thread, before the first all_reduce_enqueue; `sink` must outlive
+  // every call it is handed (declare it after the communicator).
+  void set_completion_sink(CompletionSink* sink);
+
+  // CUDA-graph capture of stream-ordered calls. Between begin_capture() and
+  // end_capture(), all_reduce_enqueue only enqueues into the graph being
+  // captured (the backend sees the capture on its stream) and records the
+  // call: nothing runs, so nothing enters the ledger or the observer then.
+  // replay() puts them where they belong, on every launch of the graph:
+  // each captured call passes the gate again (checks, ledger entry, enqueued
+  // report) before `launch` runs, so a replayed step's ledger digest equals
+  // an eager step's; after `launch`, one marker per group completes them all
+  // together (a replay is one watched operation). Owner thread. begin_capture
+  // while capturing, or end_capture/replay misused, throw
+  // Error{kInvalidArgument}.
+  struct CapturedCall {
+    CollectiveCall call;  // group points into the communicator's table
+    ReduceOp reduce = ReduceOp::kSum;
+  };
+  void begin_capture();
+  std::vector<CapturedCall> end_capture();
+  void replay(const std::vector<CapturedCall>& calls, const std::function<void()>& launch);
+
   // Owner thread. Non-blocking. Throws Error{kInvalidArgument} for an invalid
   // phase value.
   void set_phase(Phase phase);
@@ -114,12 +149,26 @@ class Communicator {
   // started and completed/failed reports.
   void run_call(const CollectiveCall& call, auto&& backend_op);
 
+  // This rank's backend of `group`; null when absent or not a member.
+  Backend* member_backend(std::string_view group) const;
+  // The admitted call's backend failed: crash-only, then rethrow.
+  [[noreturn]] void fail_admitted(const CollectiveCall& call, std::uint64_t seq);
+  // Hands an enqueued call's probe to the sink (or a failure report).
+  void track(const CollectiveCall& call, const GateAdmission& admission,
+             std::unique_ptr<CompletionProbe> probe);
+
   const GroupTable groups_;
   SingleOwner owner_;
   CollectiveGate gate_;  // checks, ledgers, phase, the aborted flag
   std::atomic<bool> abort_requested_{false};  // abort() ran (backends aborted)
   // Indexed like the table; null where this rank is not a member.
   std::vector<std::unique_ptr<Backend>> backends_;
+  CompletionSink* sink_ = nullptr;
+  bool capturing_ = false;                 // owner thread only
+  std::vector<CapturedCall> captured_;     // since begin_capture(); at most kCapturedCallsMax
 };
+
+// Calls one captured graph may hold (a 40-layer step holds 120).
+inline constexpr std::size_t kCapturedCallsMax = 4096;
 
 }  // namespace lockstep

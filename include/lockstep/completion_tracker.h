@@ -34,6 +34,7 @@
 #include <thread>
 
 #include "lockstep/collective_observer.h"
+#include "lockstep/completion_probe.h"
 #include "lockstep/error.h"
 #include "lockstep/flight_recorder.h"
 
@@ -46,15 +47,6 @@ inline constexpr std::size_t kCompletionInFlightMax = 65536;
 // How often the poller looks at the heads while calls are in flight: the
 // latency added between a GPU completion and its report.
 inline constexpr std::chrono::microseconds kCompletionPollPeriodDefault{20};
-
-// Tells whether one tracked call finished. Called on the poller thread only.
-class CompletionProbe {
- public:
-  virtual ~CompletionProbe() = default;
-  enum class State : std::uint8_t { kPending, kDone, kFailed };
-  // Non-blocking. On kFailed, `error` says why (e.g. NCCL's async error).
-  virtual State poll(std::string& error) = 0;
-};
 
 // A probe completed from outside: a callback on another library's thread
 // (torch's future callbacks) sets it. Thread-safe.
@@ -76,7 +68,7 @@ struct CompletionTrackerOptions {
   std::chrono::microseconds poll_period = kCompletionPollPeriodDefault;  // > 0
 };
 
-class CompletionTracker {
+class CompletionTracker final : public CompletionSink {
  public:
   // `observer` receives started / completed / failed events and must outlive
   // the tracker. `on_failure` runs on the poller thread for a probe that
@@ -94,7 +86,7 @@ class CompletionTracker {
   // lane. Throws Error{kInvalidArgument} for a lane >= kCompletionLanesMax.
   // Any thread.
   void track(std::size_t lane, const CollectiveEvent& event, std::unique_ptr<CompletionProbe> probe,
-             std::chrono::milliseconds timeout);
+             std::chrono::milliseconds timeout) override;
 
   // Blocks until every call tracked on `lane` before this call completed (a
   // host-side synchronisation point), at most `timeout`; throws

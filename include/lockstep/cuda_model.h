@@ -44,12 +44,22 @@ class CudaTensorParallelOps {
   // True when all_reduce_sum only enqueues on cuda_stream and never waits on
   // the host: CUDA-graph capture of a call requires it.
   virtual bool stream_ordered() const = 0;
+  // CUDA-graph capture: the model calls begin_capture() once the stream is
+  // capturing and end_capture() before it stops; the sums in between are
+  // captured, not run. replay(capture, launch) runs `launch` (the graph's
+  // launch) with whatever the sums need around it — guarded sums admit the
+  // captured calls to the ledger first and watch their completion after.
+  // `capture` is what end_capture() returned. The defaults need nothing.
+  virtual void begin_capture() {}
+  virtual std::size_t end_capture() { return 0; }
+  virtual void replay(std::size_t /*capture*/, const std::function<void()>& launch) { launch(); }
 };
 
 // TP size 1: every sum is the identity (stream-ordered, capturable).
 std::unique_ptr<CudaTensorParallelOps> make_single_rank_tp_ops();
-// Sums through a connected NCCL backend (the `mesh` group), each call bounded
-// by `timeout` and blocking until done; not stream-ordered. The backend must
+// Sums through a connected NCCL backend (the `mesh` group), unguarded (no
+// gate, no ledger: tests and the probe's baseline), each call bounded by
+// `timeout` and blocking until done; not stream-ordered. The backend must
 // outlive the ops object.
 std::unique_ptr<CudaTensorParallelOps> make_nccl_tp_ops(NcclBackend& backend,
                                                         std::chrono::milliseconds timeout);

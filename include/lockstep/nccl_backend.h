@@ -35,9 +35,17 @@
 //  - Tags: NCCL has no tags; point-to-point messages between two ranks match in
 //    FIFO order per (peer, direction). lockstep's ledger checks the order, so
 //    send/recv accept only tag 0 and throw Error{kInvalidArgument} otherwise.
-//  - Every call blocks until its collective completed (the Backend contract),
-//    so consecutive collectives do not overlap each other; compute queued on
-//    the compute stream before a call still overlaps it on the device.
+//  - The blocking calls wait until their collective completed (the Backend
+//    contract); compute queued on the compute stream before a call still
+//    overlaps it on the device. They are for control traffic.
+//  - The stream-ordered all_reduce (Backend::enqueue_all_reduce, the model's
+//    path) is enqueued on the compute stream itself, like a model's own NCCL
+//    call, and returns at once with a probe over a pooled event recorded
+//    after it; the probe also reads ncclCommGetAsyncError. Probes are polled
+//    by guard's CompletionTracker on its thread, may outlive the backend
+//    (they share the communicator state, and report failure once it is
+//    aborted), and never block. Under CUDA-graph capture of the compute
+//    stream (thread-local mode) the call is captured and has no probe.
 //  - Destruction calls ncclCommAbort, never ncclCommFinalize: every successful
 //    op has already completed, and abort never waits on a peer.
 //  - abort() sets the broken flag, then calls ncclCommAbort (which also ends
@@ -64,6 +72,10 @@ inline constexpr std::chrono::microseconds kNcclPollInterval{50};
 
 // Size of each of the two staging buffers for host memory (see above).
 inline constexpr std::size_t kNcclStagingBytes = std::size_t{4} << 20;
+
+// Completion events of stream-ordered calls alive at once, per communicator
+// (the tracker's lanes bound calls in flight far below this).
+inline constexpr std::size_t kNcclEventsInFlightMax = 8192;
 
 struct NcclBackendOptions {
   int device_index = 0;  // CUDA device this process drives (cudaSetDevice)

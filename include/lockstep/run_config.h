@@ -32,8 +32,8 @@ struct RunConfig {
   int depth_out = 2;                  // D_out
   std::string model = "tiny";
   std::string backend = "gloo";
-  // CUDA-graph capture of each denoise call (--backend nccl, mesh of one
-  // rank); part of the parity record.
+  // CUDA-graph capture of each denoise call, its mesh all-reduces inside
+  // the graph (--backend nccl); part of the parity record.
   bool graph_capture = false;
   std::uint64_t seed = 1234;
   double decode_ms = 8.0;             // Stage 0 decode cost per chunk (balanced with generate_ms)

@@ -74,21 +74,6 @@ CollectiveCall make_call(const std::string& group, int op, int dtype, std::uint6
                         has_out ? &kBuffer : nullptr};
 }
 
-CollectiveEvent enqueued_event(const ProcessRuntime& runtime, const CollectiveCall& call, std::uint64_t seq,
-                               Phase phase) {
-  CollectiveEvent event;
-  event.group = call.group;
-  event.global_rank = runtime.env().rank;
-  event.group_seq = seq;
-  event.op = call.op;
-  event.dtype = call.dtype;
-  event.count = call.count;
-  event.root_or_peer = call.root_or_peer;
-  event.phase = phase;
-  event.state = CollectiveState::kEnqueued;
-  event.timeout = call.timeout;
-  return event;
-}
 
 // A FlagProbe the tracker owns and Python completes (torch future callback).
 class SharedFlagProbe final : public CompletionProbe {
@@ -238,7 +223,7 @@ void bind_runtime(py::module_& m) {
               std::uint64_t count, int root_or_peer, std::int64_t timeout_ms, std::uint64_t seq) {
              const CollectiveCall call = make_call(group, op, dtype, count, root_or_peer, timeout_ms, true, true);
              auto flag = std::make_shared<FlagProbe>();
-             const CollectiveEvent event = enqueued_event(rt, call, seq, rt.gate().phase());
+             const CollectiveEvent event = rt.gate().event_of(call, seq, CollectiveState::kEnqueued);
              py::gil_scoped_release release;
              rt.tracker().track(lane, event, std::make_unique<SharedFlagProbe>(flag), call.timeout);
              return flag;
@@ -250,7 +235,7 @@ void bind_runtime(py::module_& m) {
              const CollectiveCall call = make_call(group, op, dtype, count, root_or_peer, timeout_ms, true, true);
              // On the collective's path: no GIL release (only a full lane
              // blocks here, bounded by the call's timeout).
-             rt.tracker().track(lane, enqueued_event(rt, call, seq, rt.gate().phase()),
+             rt.tracker().track(lane, rt.gate().event_of(call, seq, CollectiveState::kEnqueued),
                                 std::make_unique<CudaEventProbe>(event_handle), call.timeout);
            })
       .def("wait_lane",

@@ -92,9 +92,8 @@ const CollectiveGate::Group* CollectiveGate::find(std::string_view name) const {
   return index ? groups_[*index].get() : nullptr;
 }
 
-void CollectiveGate::report(const CollectiveCall& call, std::uint64_t seq, CollectiveState state,
-                            ErrorCode code, std::string_view message) noexcept {
-  if (observer_ == nullptr) return;
+CollectiveEvent CollectiveGate::event_of(const CollectiveCall& call, std::uint64_t seq,
+                                         CollectiveState state) const noexcept {
   CollectiveEvent event;
   event.group = call.group;
   event.global_rank = global_rank_;
@@ -106,6 +105,13 @@ void CollectiveGate::report(const CollectiveCall& call, std::uint64_t seq, Colle
   event.phase = phase();
   event.state = state;
   event.timeout = call.timeout;
+  return event;
+}
+
+void CollectiveGate::report(const CollectiveCall& call, std::uint64_t seq, CollectiveState state,
+                            ErrorCode code, std::string_view message) noexcept {
+  if (observer_ == nullptr) return;
+  CollectiveEvent event = event_of(call, seq, state);
   event.error_code = code;
   event.error_message = message;
   observer_->on_collective(event);

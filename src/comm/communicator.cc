@@ -2,6 +2,7 @@
 
 #include <exception>
 #include <string>
+#include <utility>
 
 #include "lockstep/assert.h"
 #include "lockstep/error.h"
@@ -33,6 +34,20 @@ Communicator::Communicator(CommunicatorOptions options, BackendFactory& factory,
 
 Communicator::~Communicator() = default;
 
+void Communicator::fail_admitted(const CollectiveCall& call, std::uint64_t seq) {
+  // Crash-only: a failed backend is never used again, nor is any other.
+  gate_.mark_aborted();
+  try {
+    throw;
+  } catch (const Error& error) {
+    gate_.report(call, seq, CollectiveState::kFailed, error.code(), error.what());
+    throw;
+  } catch (const std::exception& error) {
+    gate_.report(call, seq, CollectiveState::kFailed, ErrorCode::kBackend, error.what());
+    throw;
+  }
+}
+
 void Communicator::run_call(const CollectiveCall& call, auto&& backend_op) {
   owner_.check();
   const GateAdmission admission = gate_.admit(call);
@@ -40,17 +55,137 @@ void Communicator::run_call(const CollectiveCall& call, auto&& backend_op) {
   gate_.report(call, admission.seq, CollectiveState::kStarted);
   try {
     backend_op(backend);
-  } catch (const Error& error) {
-    // Crash-only: a failed backend is never used again, nor is any other.
-    gate_.mark_aborted();
-    gate_.report(call, admission.seq, CollectiveState::kFailed, error.code(), error.what());
-    throw;
-  } catch (const std::exception& error) {
-    gate_.mark_aborted();
-    gate_.report(call, admission.seq, CollectiveState::kFailed, ErrorCode::kBackend, error.what());
-    throw;
+  } catch (...) {
+    fail_admitted(call, admission.seq);
   }
   gate_.report(call, admission.seq, CollectiveState::kCompleted);
+}
+
+void Communicator::track(const CollectiveCall& call, const GateAdmission& admission,
+                         std::unique_ptr<CompletionProbe> probe) {
+  try {
+    sink_->track(admission.group_index, gate_.event_of(call, admission.seq, CollectiveState::kEnqueued),
+                 std::move(probe), call.timeout);
+  } catch (...) {
+    fail_admitted(call, admission.seq);
+  }
+}
+
+void Communicator::set_completion_sink(CompletionSink* sink) {
+  owner_.check();
+  sink_ = sink;
+}
+
+Backend* Communicator::member_backend(std::string_view group) const {
+  const GroupSpec* spec = groups_.find(group);
+  if (spec == nullptr) return nullptr;
+  return backends_[static_cast<std::size_t>(spec - groups_.groups().data())].get();
+}
+
+void Communicator::all_reduce_enqueue(std::string_view group, void* data, std::size_t count, DType dtype,
+                                      ReduceOp reduce, std::chrono::milliseconds timeout) {
+  owner_.check();
+  CollectiveCall call{group, CollectiveOp::kAllReduce, dtype, count, kNoRootOrPeer, timeout, data, data};
+  Backend* backend = member_backend(group);
+  if (backend == nullptr) {
+    gate_.admit(call);  // a non-member's call: the gate rejects it (B1) and reports it
+    LOCKSTEP_ASSERT(false);
+  }
+  if (!backend->stream_ordered()) {
+    throw Error(ErrorCode::kInvalidArgument, "all_reduce_enqueue on group '" + std::string(group) + "': its " +
+                                                 backend->name() + " backend has no stream");
+  }
+  if (sink_ == nullptr) {
+    throw Error(ErrorCode::kInvalidArgument, "all_reduce_enqueue on group '" + std::string(group) +
+                                                 "' before set_completion_sink(): nothing would watch it");
+  }
+  if (capturing_) {
+    // Nothing runs now: the checks and the ledger entry come with each replay.
+    if (captured_.size() >= kCapturedCallsMax) {
+      throw Error(ErrorCode::kLimit, "graph capture holds more than " + std::to_string(kCapturedCallsMax) +
+                                         " collectives");
+    }
+    if (backend->enqueue_all_reduce(data, count, dtype, reduce, timeout) != nullptr) {
+      gate_.mark_aborted();  // it ran, unledgered: this rank's ledger no longer tells what it did
+      throw Error(ErrorCode::kInvalidArgument, "all_reduce_enqueue on group '" + std::string(group) +
+                                                   "' between begin_capture() and end_capture() ran eagerly: "
+                                                   "the backend's stream is not being captured");
+    }
+    call.group = groups_.find(group)->name;  // outlives the caller's view
+    captured_.push_back({call, reduce});
+    return;
+  }
+  const GateAdmission admission = gate_.admit(call);
+  std::unique_ptr<CompletionProbe> probe;
+  try {
+    probe = backend->enqueue_all_reduce(data, count, dtype, reduce, timeout);
+    if (probe == nullptr) {
+      throw Error(ErrorCode::kInvalidArgument, "all_reduce_enqueue on group '" + std::string(group) +
+                                                   "' was captured into a CUDA graph outside begin_capture()");
+    }
+  } catch (...) {
+    fail_admitted(call, admission.seq);
+  }
+  track(call, admission, std::move(probe));
+}
+
+void Communicator::begin_capture() {
+  owner_.check();
+  if (capturing_) throw Error(ErrorCode::kInvalidArgument, "begin_capture() while already capturing");
+  capturing_ = true;
+  captured_.clear();
+}
+
+std::vector<Communicator::CapturedCall> Communicator::end_capture() {
+  owner_.check();
+  if (!capturing_) throw Error(ErrorCode::kInvalidArgument, "end_capture() without begin_capture()");
+  capturing_ = false;
+  return std::exchange(captured_, {});
+}
+
+namespace {
+
+// One completion shared by the calls of one replay: each is tracked on its
+// own, all finish when the marker does.
+class SharedProbe final : public CompletionProbe {
+ public:
+  explicit SharedProbe(std::shared_ptr<CompletionProbe> marker) : marker_(std::move(marker)) {}
+  State poll(std::string& error) override { return marker_->poll(error); }
+
+ private:
+  std::shared_ptr<CompletionProbe> marker_;
+};
+
+}  // namespace
+
+void Communicator::replay(const std::vector<CapturedCall>& calls, const std::function<void()>& launch) {
+  owner_.check();
+  if (capturing_) throw Error(ErrorCode::kInvalidArgument, "replay() while capturing");
+  if (!calls.empty() && sink_ == nullptr) {
+    throw Error(ErrorCode::kInvalidArgument, "replay() before set_completion_sink(): nothing would watch it");
+  }
+  // Every check before anything runs; a refused call leaves the graph unlaunched.
+  std::vector<GateAdmission> admissions;
+  admissions.reserve(calls.size());
+  for (const CapturedCall& captured : calls) admissions.push_back(gate_.admit(captured.call));
+  std::vector<std::shared_ptr<CompletionProbe>> markers(backends_.size());
+  try {
+    launch();
+    for (const GateAdmission& admission : admissions) {
+      std::shared_ptr<CompletionProbe>& marker = markers[admission.group_index];
+      if (marker == nullptr) marker = backends_[admission.group_index]->enqueue_marker();
+    }
+  } catch (...) {
+    gate_.mark_aborted();
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      gate_.report(calls[i].call, admissions[i].seq, CollectiveState::kFailed, ErrorCode::kBackend,
+                   "graph launch failed");
+    }
+    throw;
+  }
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    track(calls[i].call, admissions[i], std::make_unique<SharedProbe>(markers[admissions[i].group_index]));
+  }
 }
 
 void Communicator::broadcast(std::string_view group, void* data, std::size_t count, DType dtype,

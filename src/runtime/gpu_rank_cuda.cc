@@ -1,5 +1,6 @@
 // gpu_rank.h with CUDA: the NCCL factory and the CUDA model on one stream.
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -16,9 +17,9 @@ namespace lockstep {
 namespace {
 
 // The model's all-reduces on device buffers, through the guarded
-// communicator: the ledger, phase and deadline checks hold for every one.
-// Blocking (the NCCL backend waits for completion), hence not stream-ordered
-// and no graph capture over it.
+// communicator: the gate's checks and the ledger hold for every one, the sum
+// is enqueued on the model's stream, and the completion tracker watches it
+// (SPEC §4C) — the host never waits per op, so a CUDA graph can hold them.
 class GuardedDeviceSums final : public CudaTensorParallelOps {
  public:
   GuardedDeviceSums(const RankContext& context, void* stream) : context_(context), stream_(stream) {}
@@ -26,22 +27,23 @@ class GuardedDeviceSums final : public CudaTensorParallelOps {
   int size() const override { return context_.config.mesh_size(); }
   void all_reduce_sum(void* device_data, std::size_t count, DType dtype, void* cuda_stream) override {
     LOCKSTEP_ASSERT(cuda_stream == stream_);  // the stream the backend orders against
-    context_.comm.all_reduce(kGroupMesh, device_data, count, dtype, ReduceOp::kSum, context_.deadline());
+    context_.comm.all_reduce_enqueue(kGroupMesh, device_data, count, dtype, ReduceOp::kSum, context_.deadline());
   }
-  bool stream_ordered() const override { return false; }
+  bool stream_ordered() const override { return true; }
+  void begin_capture() override { context_.comm.begin_capture(); }
+  std::size_t end_capture() override {
+    captures_.push_back(context_.comm.end_capture());
+    return captures_.size() - 1;
+  }
+  void replay(std::size_t capture, const std::function<void()>& launch) override {
+    context_.comm.replay(captures_.at(capture), launch);
+  }
 
  private:
   const RankContext& context_;
   void* const stream_;
+  std::vector<std::vector<Communicator::CapturedCall>> captures_;  // one per graph the model holds
 };
-
-// The sums the model runs: guarded ones, or, for graph capture (a mesh of
-// one rank, RunConfig::validate), the identity that a graph can hold.
-std::unique_ptr<CudaTensorParallelOps> mesh_sums(const RankContext& context, void* stream) {
-  if (!context.config.graph_capture) return std::make_unique<GuardedDeviceSums>(context, stream);
-  LOCKSTEP_ASSERT(context.config.mesh_size() == 1);
-  return make_single_rank_tp_ops();
-}
 
 std::uint64_t fingerprint_loaded(CudaModel& model, std::chrono::milliseconds timeout) {
   DigestStream digest;
@@ -57,7 +59,7 @@ class CudaGenerator final : public MeshGenerator {
   CudaGenerator(const RankContext& context, int device_index, void* stream)
       : context_(context),
         config_(model_config_from_name(context.config.model)),
-        sums_(mesh_sums(context, stream)),
+        sums_(std::make_unique<GuardedDeviceSums>(context, stream)),
         model_(config_, context.config.seed, *sums_,
                CudaModelOptions{device_index, context.config.graph_capture, stream}),
         ring_(config_.window_frames),

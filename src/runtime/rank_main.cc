@@ -15,6 +15,7 @@
 #include "gpu_rank.h"
 #include "lockstep/assert.h"
 #include "lockstep/backend_selection.h"
+#include "lockstep/completion_tracker.h"
 #include "lockstep/digest.h"
 #include "lockstep/error.h"
 #include "lockstep/gloo_backend.h"
@@ -198,6 +199,13 @@ int run_rank(const RunConfig& config) {
     GuardObserver observers(recorder, &watchdog);
     CommunicatorOptions comm_options{env.rank, table, make_standard_phase_policy(), Phase::kStartup, startup};
     Communicator comm(comm_options, router, *store, &observers);
+    // Watches the model's stream-ordered mesh sums (declared after the
+    // communicator: its probes share the NCCL backends' state).
+    std::optional<CompletionTracker> tracker;
+    if (gpu != nullptr) {
+      tracker.emplace(observers, [&fatal](const Error& error) { fatal.fail(error); });
+      comm.set_completion_sink(&*tracker);
+    }
     try {
       fatal.set_abort_action(faults.active(FaultId::kC5, env.rank, config.nproc - 1)
                                  ? std::function<void()>(hang_forever)

@@ -43,13 +43,6 @@ void RunConfig::validate() const {
   require(backend == "gloo" || backend == "nccl", "--backend '" + backend + "': valid: gloo, nccl");
   require(!graph_capture || backend == "nccl",
           "--graph-capture needs --backend nccl: it captures the CUDA model's denoise call");
-  // The guarded mesh all-reduce waits on the host for each op (so the
-  // watchdog can always act), which a CUDA graph cannot hold; a mesh of one
-  // rank sums nothing and captures whole calls.
-  require(!graph_capture || mesh_size() == 1,
-          "--graph-capture needs a mesh of one rank (--topology pp0 --nproc 2, or --topology tp --nproc 1): "
-          "the guarded mesh all-reduce waits on the host for each op, which a CUDA graph cannot hold; "
-          "this job's mesh has " + std::to_string(mesh_size()) + " ranks");
   require(decode_ms >= 0 && decode_ms <= 60'000, "--decode-ms must be in 0..60000");
   require(generate_ms >= 0 && generate_ms <= 60'000, "--generate-ms must be in 0..60000");
   require(deadline_ms >= 10 && deadline_ms <= 600'000, "--deadline-ms must be in 10..600000");

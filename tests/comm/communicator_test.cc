@@ -208,5 +208,170 @@ TEST_F(CommunicatorTest, InvalidRankOrPhaseIsRefused) {
   EXPECT_EQ(rank1->phase(), Phase::kControl);
 }
 
+// What a CompletionSink was handed: lane, event, and the probe itself.
+class RecordingSink final : public CompletionSink {
+ public:
+  struct Tracked {
+    std::size_t lane;
+    std::string group;
+    std::uint64_t seq;
+    CollectiveState state;
+    std::unique_ptr<CompletionProbe> probe;
+  };
+  void track(std::size_t lane, const CollectiveEvent& event, std::unique_ptr<CompletionProbe> probe,
+             std::chrono::milliseconds) override {
+    tracked.push_back({lane, std::string(event.group), event.group_seq, event.state, std::move(probe)});
+  }
+  std::vector<Tracked> tracked;
+};
+
+CompletionProbe::State poll(CompletionProbe& probe) {
+  std::string error;
+  return probe.poll(error);
+}
+
+class StreamOrderedTest : public CommunicatorTest {
+ protected:
+  std::unique_ptr<Communicator> make_streamed(int global_rank) {
+    auto comm = make(global_rank);
+    for (const auto& [name, backend] : factory.backends) backend->streamed = true;
+    comm->set_completion_sink(&sink);
+    return comm;
+  }
+  RecordingSink sink;
+};
+
+// SPEC §4C: checks and ledger before the enqueue, then the call returns with
+// its completion still pending, in the sink's hands; comm itself reports no
+// started/completed (the tracker does, from progress).
+TEST_F(StreamOrderedTest, EnqueuedSumIsCheckedLedgeredAndLeftPendingWithTheSink) {
+  auto rank1 = make_streamed(1);
+  rank1->all_reduce_enqueue("mesh", data.data(), 8, DType::kBF16, ReduceOp::kSum, kTimeout);
+  rank1->all_reduce_enqueue("mesh", data.data(), 4, DType::kF32, ReduceOp::kSum, kTimeout);
+  ASSERT_EQ(factory.log.size(), 2u);
+  EXPECT_EQ(factory.log[0].op, "all_reduce(enqueued)");
+  const LedgerSnapshot mesh = rank1->ledger_snapshot("mesh");
+  EXPECT_EQ(mesh.next_seq, 2u);
+  EXPECT_EQ(mesh.recent[0], (LedgerEntry{0, CollectiveOp::kAllReduce, DType::kBF16, 8, kNoRootOrPeer}));
+  ASSERT_EQ(sink.tracked.size(), 2u);
+  EXPECT_EQ(sink.tracked[1].lane, 1u) << "lane = the group's table index (world 0, mesh 1)";
+  EXPECT_EQ(sink.tracked[1].group, "mesh");
+  EXPECT_EQ(sink.tracked[1].seq, 1u);
+  EXPECT_EQ(sink.tracked[1].state, CollectiveState::kEnqueued);
+  EXPECT_EQ(poll(*sink.tracked[0].probe), CompletionProbe::State::kPending);
+  ASSERT_EQ(observer.events.size(), 2u);
+  for (const RecordedEvent& event : observer.events) EXPECT_EQ(event.state, CollectiveState::kEnqueued);
+  factory.backends["mesh"]->completions[0]->state = CompletionProbe::State::kDone;
+  EXPECT_EQ(poll(*sink.tracked[0].probe), CompletionProbe::State::kDone);
+}
+
+TEST_F(StreamOrderedTest, MisuseIsRefusedBeforeAnyBackendCall) {
+  auto rank0 = make_streamed(0);
+  expect_rejected([&] { rank0->all_reduce_enqueue("mesh", data.data(), 8, DType::kF32, ReduceOp::kSum, kTimeout); },
+                  ErrorCode::kMembership, {"rank 0", "'mesh'"});  // B1
+  rank0->begin_capture();
+  expect_rejected([&] { rank0->all_reduce_enqueue("mesh", data.data(), 8, DType::kF32, ReduceOp::kSum, kTimeout); },
+                  ErrorCode::kMembership, {"rank 0", "'mesh'"});  // B1 at capture too
+
+  auto rank1 = make(1);  // no sink, backends without a stream
+  try {
+    rank1->all_reduce_enqueue("mesh", data.data(), 8, DType::kF32, ReduceOp::kSum, kTimeout);
+    FAIL();
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(error.what()).find("has no stream"), std::string::npos) << error.what();
+  }
+  factory.backends["mesh"]->streamed = true;
+  try {
+    rank1->all_reduce_enqueue("mesh", data.data(), 8, DType::kF32, ReduceOp::kSum, kTimeout);
+    FAIL();
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("set_completion_sink"), std::string::npos) << error.what();
+  }
+  EXPECT_TRUE(factory.log.empty());
+  EXPECT_FALSE(rank1->aborted());
+}
+
+// A failed enqueue breaks the rank as a failed blocking call does.
+TEST_F(StreamOrderedTest, FailedEnqueueAbortsTheRank) {
+  auto rank1 = make_streamed(1);
+  factory.backends["mesh"]->fail_next = ErrorCode::kBackend;
+  EXPECT_THROW(rank1->all_reduce_enqueue("mesh", data.data(), 8, DType::kF32, ReduceOp::kSum, kTimeout), Error);
+  EXPECT_TRUE(rank1->aborted());
+  EXPECT_EQ(observer.events.back().state, CollectiveState::kFailed);
+  EXPECT_TRUE(sink.tracked.empty());
+}
+
+// Capture records without running; every replay admits the captured calls
+// before the launch, so a replayed step's ledger equals an eager step's, and
+// one marker completes them all.
+TEST_F(StreamOrderedTest, EveryReplayLedgersTheCapturedCallsLikeAnEagerStep) {
+  auto eager = make_streamed(1);
+  eager->all_reduce_enqueue("mesh", data.data(), 8, DType::kBF16, ReduceOp::kSum, kTimeout);
+  eager->all_reduce_enqueue("mesh", data.data(), 2, DType::kF32, ReduceOp::kSum, kTimeout);
+  const std::uint64_t eager_digest = eager->ledger_snapshot("mesh").digest;
+
+  test::RecordingFactory graph_factory;
+  CommunicatorOptions options;
+  options.global_rank = 1;
+  options.groups = make_standard_group_table(Topology::kPp1, 4);
+  options.initial_phase = Phase::kControl;
+  EventLog graph_events;
+  Communicator graph(std::move(options), graph_factory, store, &graph_events);
+  RecordingSink graph_sink;
+  graph.set_completion_sink(&graph_sink);
+  test::RecordingBackend& mesh = *graph_factory.backends["mesh"];
+  mesh.streamed = true;
+
+  mesh.capturing = true;
+  graph.begin_capture();
+  graph.all_reduce_enqueue("mesh", data.data(), 8, DType::kBF16, ReduceOp::kSum, kTimeout);
+  graph.all_reduce_enqueue("mesh", data.data(), 2, DType::kF32, ReduceOp::kSum, kTimeout);
+  const std::vector<Communicator::CapturedCall> captured = graph.end_capture();
+  mesh.capturing = false;
+  ASSERT_EQ(captured.size(), 2u);
+  EXPECT_EQ(graph.ledger_snapshot("mesh").next_seq, 0u) << "nothing ran at capture";
+  EXPECT_TRUE(graph_events.events.empty());
+  EXPECT_TRUE(graph_sink.tracked.empty());
+
+  int launches = 0;
+  graph.replay(captured, [&] {
+    EXPECT_EQ(graph.ledger_snapshot("mesh").next_seq, 2u) << "admitted before the launch";
+    ++launches;
+  });
+  EXPECT_EQ(launches, 1);
+  EXPECT_EQ(graph.ledger_snapshot("mesh").digest, eager_digest);
+  ASSERT_EQ(graph_sink.tracked.size(), 2u);
+  ASSERT_EQ(mesh.completions.size(), 1u) << "one marker per replay";
+  EXPECT_EQ(poll(*graph_sink.tracked[1].probe), CompletionProbe::State::kPending);
+  mesh.completions[0]->state = CompletionProbe::State::kDone;
+  EXPECT_EQ(poll(*graph_sink.tracked[0].probe), CompletionProbe::State::kDone);
+  EXPECT_EQ(poll(*graph_sink.tracked[1].probe), CompletionProbe::State::kDone);
+
+  graph.replay(captured, [&] { ++launches; });
+  EXPECT_EQ(graph.ledger_snapshot("mesh").next_seq, 4u);
+  EXPECT_EQ(graph_sink.tracked.back().seq, 3u);
+
+  graph.abort();
+  EXPECT_THROW(graph.replay(captured, [&] { ++launches; }), Error);
+  EXPECT_EQ(launches, 2) << "a refused replay never launches";
+}
+
+TEST_F(StreamOrderedTest, CaptureStateIsChecked) {
+  auto rank1 = make_streamed(1);
+  EXPECT_THROW(rank1->end_capture(), Error);
+  rank1->begin_capture();
+  EXPECT_THROW(rank1->begin_capture(), Error);
+  EXPECT_THROW(rank1->replay({}, [] {}), Error);
+  // The backend's stream is not capturing: the call ran, unledgered.
+  try {
+    rank1->all_reduce_enqueue("mesh", data.data(), 8, DType::kF32, ReduceOp::kSum, kTimeout);
+    FAIL();
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("ran eagerly"), std::string::npos) << error.what();
+  }
+  EXPECT_TRUE(rank1->aborted());
+}
+
 }  // namespace
 }  // namespace lockstep

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <tuple>
 #include <map>
@@ -27,6 +28,26 @@ struct RecordedCall {
 // Byte messages per (group, src group rank, dst group rank), so a writer's
 // backend and a reader's backend of one group can talk in one thread.
 using Mailboxes = std::map<std::tuple<std::string, int, int>, std::deque<std::vector<std::uint8_t>>>;
+
+// A stream-ordered call's completion, set by the test.
+struct ManualCompletion {
+  std::atomic<CompletionProbe::State> state{CompletionProbe::State::kPending};
+  int polls = 0;
+};
+
+class ManualProbe final : public CompletionProbe {
+ public:
+  explicit ManualProbe(std::shared_ptr<ManualCompletion> completion) : completion_(std::move(completion)) {}
+  State poll(std::string& error) override {
+    ++completion_->polls;
+    const State state = completion_->state.load();
+    if (state == State::kFailed) error = "manual failure";
+    return state;
+  }
+
+ private:
+  std::shared_ptr<ManualCompletion> completion_;
+};
 
 class RecordingBackend final : public Backend {
  public:
@@ -66,6 +87,24 @@ class RecordingBackend final : public Backend {
   }
   void abort() override { ++abort_calls; broken_ = true; }
 
+  // Stream-ordered when `streamed`: each enqueue or marker hands out a probe
+  // over a fresh completion (kept in `completions`), or none while
+  // `capturing` (as a backend whose stream is being captured).
+  bool stream_ordered() const override { return streamed; }
+  std::unique_ptr<CompletionProbe> enqueue_all_reduce(void*, std::size_t count, DType, ReduceOp,
+                                                      std::chrono::milliseconds) override {
+    enter(capturing ? "all_reduce(captured)" : "all_reduce(enqueued)", -1, count);
+    return probe();
+  }
+  std::unique_ptr<CompletionProbe> enqueue_marker() override {
+    enter("marker", -1, 0);
+    return probe();
+  }
+
+  bool streamed = false;
+  bool capturing = false;
+  std::vector<std::shared_ptr<ManualCompletion>> completions;
+
   // The next call throws this code (then the backend is broken, as in Gloo).
   std::optional<ErrorCode> fail_next;
   int abort_calls = 0;
@@ -78,6 +117,12 @@ class RecordingBackend final : public Backend {
       broken_ = true;
       throw Error(*fail_next, std::string("recording backend: injected failure in ") + op);
     }
+  }
+
+  std::unique_ptr<CompletionProbe> probe() {
+    if (capturing) return nullptr;
+    completions.push_back(std::make_shared<ManualCompletion>());
+    return std::make_unique<ManualProbe>(completions.back());
   }
 
   std::string group_;

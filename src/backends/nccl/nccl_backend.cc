@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -46,11 +47,95 @@ ErrorCode code_for_async(ncclResult_t status) {
   return status == ncclRemoteError ? ErrorCode::kPeerFailure : ErrorCode::kBackend;
 }
 
+// What the backend shares with the probes of its stream-ordered calls: a
+// probe may outlive the backend (the tracker drops it later), so the
+// communicator handle, the lock that keeps abort() from freeing it under a
+// call, and the completion events live here.
+struct CommShared {
+  CommShared(ncclComm_t communicator, int device) : comm(communicator), device_index(device) {}
+  ~CommShared() {
+    for (cudaEvent_t event : free_events) cudaEventDestroy(event);
+  }
+  CommShared(const CommShared&) = delete;
+  CommShared& operator=(const CommShared&) = delete;
+
+  // A completion event from the pool; Error{kBackend} past kNcclEventsInFlightMax.
+  cudaEvent_t take_event(const std::string& where) {
+    const std::lock_guard lock(pool_mu);
+    if (!free_events.empty()) {
+      cudaEvent_t event = free_events.back();
+      free_events.pop_back();
+      ++events_out;
+      return event;
+    }
+    if (events_out >= kNcclEventsInFlightMax) {
+      throw Error(ErrorCode::kBackend, where + ": more than " + std::to_string(kNcclEventsInFlightMax) +
+                                           " stream-ordered calls in flight");
+    }
+    cudaEvent_t event = nullptr;
+    check_cuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "create completion event");
+    ++events_out;
+    return event;
+  }
+  void give_event(cudaEvent_t event) {
+    const std::lock_guard lock(pool_mu);
+    free_events.push_back(event);
+    --events_out;
+  }
+
+  // Shared: a short non-blocking NCCL/CUDA sequence (the comm thread, the
+  // tracker's poller). Unique: abort and destruction, which free `comm`.
+  std::shared_mutex mu;
+  ncclComm_t comm;
+  std::atomic<bool> aborted{false};
+  const int device_index;
+  std::mutex pool_mu;
+  std::vector<cudaEvent_t> free_events;
+  std::size_t events_out = 0;
+};
+
+// Completion of a stream-ordered call: its event ran and the communicator
+// reports no asynchronous error. Polled on the tracker's thread.
+class NcclEventProbe final : public CompletionProbe {
+ public:
+  NcclEventProbe(std::shared_ptr<CommShared> shared, cudaEvent_t event)
+      : shared_(std::move(shared)), event_(event) {}
+  ~NcclEventProbe() override { shared_->give_event(event_); }
+  NcclEventProbe(const NcclEventProbe&) = delete;
+  NcclEventProbe& operator=(const NcclEventProbe&) = delete;
+
+  State poll(std::string& error) override {
+    const std::shared_lock lock(shared_->mu, std::try_to_lock);
+    if (!lock.owns_lock() || shared_->aborted.load()) {
+      error = "communicator aborted";
+      return State::kFailed;
+    }
+    cudaSetDevice(shared_->device_index);  // the poller thread starts on device 0
+    ncclResult_t async = ncclSuccess;
+    const ncclResult_t query = ncclCommGetAsyncError(shared_->comm, &async);
+    if (query != ncclSuccess) async = query;
+    if (async != ncclSuccess && async != ncclInProgress) {
+      error = std::string("communicator error ") + ncclGetErrorString(async);
+      return State::kFailed;
+    }
+    const cudaError_t status = cudaEventQuery(event_);
+    if (status == cudaSuccess) return State::kDone;
+    if (status == cudaErrorNotReady) return State::kPending;
+    cudaGetLastError();
+    error = std::string("completion event: ") + cudaGetErrorString(status);
+    return State::kFailed;
+  }
+
+ private:
+  std::shared_ptr<CommShared> shared_;
+  cudaEvent_t event_;
+};
+
 class NcclBackendImpl final : public NcclBackend {
  public:
   NcclBackendImpl(ncclComm_t comm, int rank, int size, const NcclBackendOptions& options,
                   std::string group)
-      : comm_(comm),
+      : shared_(std::make_shared<CommShared>(comm, options.device_index)),
         rank_(rank),
         size_(size),
         device_index_(options.device_index),
@@ -71,8 +156,8 @@ class NcclBackendImpl final : public NcclBackend {
   }
 
   ~NcclBackendImpl() override {
-    // Waits for a concurrent abort() to finish before freeing what it uses.
-    std::lock_guard<std::mutex> lock(comm_mu_);
+    // Waits for a concurrent abort() or probe poll before freeing what they use.
+    const std::unique_lock lock(shared_->mu);
     release();
   }
 
@@ -89,13 +174,38 @@ class NcclBackendImpl final : public NcclBackend {
     compute_stream_ = static_cast<cudaStream_t>(cuda_stream);
   }
 
+  bool stream_ordered() const override { return true; }
+
+  // Straight onto the compute stream, as a model's own NCCL call would be:
+  // no fork to the comm stream and back, so nothing but the sum itself sits
+  // between the kernels before and after it.
+  std::unique_ptr<CompletionProbe> enqueue_all_reduce(void* data, std::size_t count, DType dtype,
+                                                      ReduceOp op, std::chrono::milliseconds timeout) override {
+    require_usable("all_reduce");
+    if (!is_device_pointer(data)) fail_invalid("all_reduce", "a stream-ordered call takes device memory only");
+    const ncclDataType_t type = cuda_detail::nccl_dtype(dtype);
+    const ncclRedOp_t reduce = cuda_detail::nccl_reduce_op(op);
+    const Clock::time_point deadline = Clock::now() + timeout;
+    with_comm("all_reduce", [&] {
+      check_cuda(cudaSetDevice(device_index_), "cudaSetDevice");
+      return ncclAllReduce(data, data, count, type, reduce, shared_->comm, compute_stream_);
+    });
+    wait_enqueued("all_reduce", timeout, deadline);
+    return record_completion("all_reduce");
+  }
+
+  std::unique_ptr<CompletionProbe> enqueue_marker() override {
+    require_usable("marker");
+    return record_completion("marker");
+  }
+
   void broadcast(void* data, std::size_t count, DType dtype, int root,
                  std::chrono::milliseconds timeout) override {
     require_usable("broadcast");
     require_group_rank(root, "broadcast");
     const ncclDataType_t type = cuda_detail::nccl_dtype(dtype);
     const auto call = [&](void* buffer, std::size_t n, cudaStream_t stream) {
-      return ncclBroadcast(buffer, buffer, n, type, root, comm_, stream);
+      return ncclBroadcast(buffer, buffer, n, type, root, shared_->comm, stream);
     };
     if (is_device_pointer(data)) {
       run_op("broadcast", timeout, [&](cudaStream_t stream) { return call(data, count, stream); });
@@ -111,7 +221,7 @@ class NcclBackendImpl final : public NcclBackend {
     const ncclDataType_t type = cuda_detail::nccl_dtype(dtype);
     const ncclRedOp_t reduce = cuda_detail::nccl_reduce_op(op);
     const auto call = [&](void* buffer, std::size_t n, cudaStream_t stream) {
-      return ncclAllReduce(buffer, buffer, n, type, reduce, comm_, stream);
+      return ncclAllReduce(buffer, buffer, n, type, reduce, shared_->comm, stream);
     };
     if (is_device_pointer(data)) {
       run_op("all_reduce", timeout, [&](cudaStream_t stream) { return call(data, count, stream); });
@@ -132,7 +242,7 @@ class NcclBackendImpl final : public NcclBackend {
       return;
     }
     run_op("all_gather", timeout, [&](cudaStream_t stream) {
-      return ncclAllGather(in, out, count, cuda_detail::nccl_dtype(dtype), comm_, stream);
+      return ncclAllGather(in, out, count, cuda_detail::nccl_dtype(dtype), shared_->comm, stream);
     });
   }
 
@@ -140,7 +250,7 @@ class NcclBackendImpl final : public NcclBackend {
   void barrier(std::chrono::milliseconds timeout) override {
     require_usable("barrier");
     run_op("barrier", timeout, [&](cudaStream_t stream) {
-      return ncclAllReduce(barrier_word_, barrier_word_, 1, ncclInt32, ncclSum, comm_, stream);
+      return ncclAllReduce(barrier_word_, barrier_word_, 1, ncclInt32, ncclSum, shared_->comm, stream);
     });
   }
 
@@ -149,7 +259,7 @@ class NcclBackendImpl final : public NcclBackend {
     require_usable("send");
     require_p2p(peer, tag, "send");
     const auto call = [&](const void* buffer, std::size_t n, cudaStream_t stream) {
-      return ncclSend(buffer, n, ncclUint8, peer, comm_, stream);
+      return ncclSend(buffer, n, ncclUint8, peer, shared_->comm, stream);
     };
     if (is_device_pointer(data)) {
       run_op("send", timeout, [&](cudaStream_t stream) { return call(data, size_bytes, stream); });
@@ -163,7 +273,7 @@ class NcclBackendImpl final : public NcclBackend {
     require_usable("recv");
     require_p2p(peer, tag, "recv");
     const auto call = [&](void* buffer, std::size_t n, cudaStream_t stream) {
-      return ncclRecv(buffer, n, ncclUint8, peer, comm_, stream);
+      return ncclRecv(buffer, n, ncclUint8, peer, shared_->comm, stream);
     };
     if (is_device_pointer(data)) {
       run_op("recv", timeout, [&](cudaStream_t stream) { return call(data, size_bytes, stream); });
@@ -175,12 +285,13 @@ class NcclBackendImpl final : public NcclBackend {
   void abort() override {
     if (aborted_.exchange(true)) return;
     broken_.store(true);
-    // Blocks only for the comm thread's current non-blocking NCCL call; the
-    // comm thread never holds the lock while it waits.
-    std::lock_guard<std::mutex> lock(comm_mu_);
+    shared_->aborted.store(true);
+    // Blocks only for a current non-blocking NCCL call of the comm thread or
+    // the poller; neither holds the lock while it waits.
+    const std::unique_lock lock(shared_->mu);
     cudaSetDevice(device_index_);  // the sacrificial thread has no device yet
-    ncclCommAbort(comm_);          // may hang inside NCCL: guard bounds us with _exit
-    comm_ = nullptr;
+    ncclCommAbort(shared_->comm);  // may hang inside NCCL: guard bounds us with _exit
+    shared_->comm = nullptr;
   }
 
  private:
@@ -211,6 +322,22 @@ class NcclBackendImpl final : public NcclBackend {
       return ncclSuccess;
     });
     wait_completed(op, timeout, deadline);
+  }
+
+  // An event from the pool recorded on the compute stream, as a probe; null
+  // while the stream is being captured (the call runs with each replay).
+  std::unique_ptr<CompletionProbe> record_completion(const char* op) {
+    std::unique_ptr<CompletionProbe> probe;
+    with_comm(op, [&] {
+      cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+      check_cuda(cudaStreamIsCapturing(compute_stream_, &capture), "query capture status");
+      if (capture != cudaStreamCaptureStatusNone) return ncclSuccess;
+      cudaEvent_t event = shared_->take_event(context(op));
+      probe = std::make_unique<NcclEventProbe>(shared_, event);  // gives the event back on any exit
+      check_cuda(cudaEventRecord(event, compute_stream_), "record completion event");
+      return ncclSuccess;
+    });
+    return probe;
   }
 
   // A host buffer travels through the staging pair one piece at a time, each
@@ -262,7 +389,7 @@ class NcclBackendImpl final : public NcclBackend {
       run_op("all_gather", timeout, deadline,
              [&](cudaStream_t stream) {
                copy_async(device, host, piece_bytes, stream, "upload");
-               return ncclAllGather(device, device + piece_bytes, n, cuda_detail::nccl_dtype(dtype), comm_,
+               return ncclAllGather(device, device + piece_bytes, n, cuda_detail::nccl_dtype(dtype), shared_->comm,
                                     stream);
              },
              [&](cudaStream_t stream) {
@@ -296,7 +423,7 @@ class NcclBackendImpl final : public NcclBackend {
   // communicator. Never waits for the lock: if abort() holds it, the op is over.
   template <typename Call>
   void with_comm(const char* op, Call call) {
-    std::unique_lock<std::mutex> lock(comm_mu_, std::try_to_lock);
+    const std::shared_lock lock(shared_->mu, std::try_to_lock);
     if (!lock.owns_lock() || aborted_.load()) fail_aborted(op);
     ncclResult_t status = ncclSuccess;
     try {
@@ -317,7 +444,7 @@ class NcclBackendImpl final : public NcclBackend {
     int polls = 0;
     while (true) {
       ncclResult_t async = ncclSuccess;
-      with_comm(op, [&] { return ncclCommGetAsyncError(comm_, &async); });
+      with_comm(op, [&] { return ncclCommGetAsyncError(shared_->comm, &async); });
       if (async == ncclSuccess) return;
       if (async != ncclInProgress) fail_async(op, async);
       if (Clock::now() >= deadline) fail_timeout(op, timeout, "while enqueueing");
@@ -333,7 +460,7 @@ class NcclBackendImpl final : public NcclBackend {
       ncclResult_t async = ncclSuccess;
       with_comm(op, [&] {
         query = cudaEventQuery(op_done_);
-        return ncclCommGetAsyncError(comm_, &async);
+        return ncclCommGetAsyncError(shared_->comm, &async);
       });
       if (async != ncclSuccess && async != ncclInProgress) fail_async(op, async);
       if (query == cudaSuccess) return;
@@ -350,8 +477,9 @@ class NcclBackendImpl final : public NcclBackend {
   // abort never waits on a peer, so destruction cannot hang on one.
   void release() {
     cudaSetDevice(device_index_);
-    if (comm_ != nullptr) ncclCommAbort(comm_);
-    comm_ = nullptr;
+    shared_->aborted.store(true);  // outstanding probes report failure, never touch comm
+    if (shared_->comm != nullptr) ncclCommAbort(shared_->comm);
+    shared_->comm = nullptr;
     if (barrier_word_ != nullptr) cudaFree(barrier_word_);
     if (staging_device_ != nullptr) cudaFree(staging_device_);
     if (staging_host_ != nullptr) cudaFreeHost(staging_host_);
@@ -428,8 +556,7 @@ class NcclBackendImpl final : public NcclBackend {
     return false;
   }
 
-  std::mutex comm_mu_;  // guards comm_ against abort() from another thread
-  ncclComm_t comm_;
+  const std::shared_ptr<CommShared> shared_;  // the communicator, its lock, the event pool
   const int rank_;
   const int size_;
   const int device_index_;

@@ -117,7 +117,11 @@ struct CudaModel::Impl {
   DeviceArray<cuda_model::CallParams> params;
   DeviceArray<int> ring_slots;  // physical frame slot of the i-th oldest frame
   std::unique_ptr<PinnedArray<float>> staging;
-  std::map<int, cudaGraphExec_t> graphs;  // denoise graph per number of cached frames
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+    std::size_t capture = 0;  // the sums' handle for it (CudaTensorParallelOps::end_capture)
+  };
+  std::map<int, Graph> graphs;  // denoise graph per number of cached frames
 
   int ring_head = 0;
   int ring_frames = 0;
@@ -137,7 +141,7 @@ struct CudaModel::Impl {
   void attend(int tokens, int keys_total, int cached_keys);
   void mlp_block(LayerState& layer, float* x_in, int tokens);
   void normalize_qk(LayerState& layer, int tokens, bf16* k_out);
-  cudaGraphExec_t graph_for(int cached_frames);
+  const Graph& graph_for(int cached_frames);
   void append_frames(int frames);
   void upload_host(std::span<const float> host, float* device_ptr, const char* what);
 };
@@ -177,7 +181,7 @@ CudaModel::Impl::Impl(const ModelConfig& config_in, std::uint64_t seed_in,
 }
 
 CudaModel::Impl::~Impl() {
-  for (auto& [frames, exec] : graphs) cudaGraphExecDestroy(exec);
+  for (auto& [frames, graph] : graphs) cudaGraphExecDestroy(graph.exec);
 }
 
 void CudaModel::Impl::validate() const {
@@ -371,13 +375,18 @@ void CudaModel::Impl::mlp_block(LayerState& layer, float* x_in, int tokens) {
 // The graph holds pointers and shapes only; t and the bias live in `params`
 // and the ring order in `ring_slots`, so one graph serves every call with the
 // same number of cached frames.
-cudaGraphExec_t CudaModel::Impl::graph_for(int cached_frames) {
+const CudaModel::Impl::Graph& CudaModel::Impl::graph_for(int cached_frames) {
   const auto found = graphs.find(cached_frames);
   if (found != graphs.end()) return found->second;
+  // Thread-local mode: the completion tracker's thread keeps querying events
+  // of earlier calls while this thread captures.
   check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "begin capture");
   cudaGraph_t graph = nullptr;
+  std::size_t capture = 0;
   try {
+    tp.begin_capture();
     run_call(x.get(), config.tokens_per_chunk(), cached_frames);
+    capture = tp.end_capture();
   } catch (const Error&) {
     cudaStreamEndCapture(stream, &graph);
     if (graph != nullptr) cudaGraphDestroy(graph);
@@ -388,8 +397,7 @@ cudaGraphExec_t CudaModel::Impl::graph_for(int cached_frames) {
   const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
   check_cuda(status, "instantiate denoise graph");
-  graphs.emplace(cached_frames, exec);
-  return exec;
+  return graphs.emplace(cached_frames, Graph{exec, capture}).first->second;
 }
 
 void CudaModel::Impl::append_frames(int frames) {
@@ -459,7 +467,8 @@ void CudaModel::denoise(float t) {
   check_cuda(cudaSetDevice(m.options.device_index), "cudaSetDevice");
   cuda_model::set_call_params(m.params.get(), t, m.attention_bias, m.stream);
   if (m.options.graph_capture) {
-    check_cuda(cudaGraphLaunch(m.graph_for(m.ring_frames), m.stream), "launch denoise graph");
+    const Impl::Graph& graph = m.graph_for(m.ring_frames);
+    m.tp.replay(graph.capture, [&] { check_cuda(cudaGraphLaunch(graph.exec, m.stream), "launch denoise graph"); });
   } else {
     m.run_call(m.x.get(), m.config.tokens_per_chunk(), m.ring_frames);
   }

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The GPU-native path on a machine with 2+ GPUs (issue 16): builds lockstep,
+# runs the GPU tests (the stream-ordered guarded NCCL path, graph capture on
+# a TP mesh), the guarded-vs-raw TP probe (BENCHMARKS.md "GPU mesh"), the
+# data-path break-it cases with --backend nccl on tp and pp1 (a results
+# table: exit code, seconds, the doctor's verdict), and the hang table: one
+# rank withholds an all_reduce under plain PyTorch and under lockstep.
+# Logs land in $OUT. Usage (device tool, carry [".device"]):
+#   bash scripts/device_multigpu_check.sh [tests|probe|breakit|hang ...]   (default: all)
+set -uo pipefail
+source "$(dirname "$0")/device_configure.sh"
+parts=("$@"); (( ${#parts[@]} )) || parts=(tests probe breakit hang)
+gpus=$(nvidia-smi -L | wc -l)
+has() { [[ " ${parts[*]} " == *" $1 "* ]]; }
+now() { date +%s.%N; }
+since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+cmake --build build/gpu -j "$(nproc)" --target lockstep nccl_backend_test nccl_abort_test guarded_stream_test \
+  cuda_model_test nccl_run_test lockstep_tp_probe lockstep_python > "$out/build.log" 2>&1 \
+  || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+bin=build/gpu/lockstep
+if has tests; then
+  timeout 400 ctest --test-dir build/gpu -L gpu --output-on-failure 2>&1 | tail -30 | tee "$out/ctest-gpu.log"
+fi
+if has probe; then
+  for tp in 2 4; do
+    (( gpus >= tp )) || { echo "TP=$tp: not run, $gpus GPUs" | tee -a "$out/probe.log"; continue; }
+    timeout 240 "$bin" launch --nproc "$tp" -- build/gpu/tests/gpu/lockstep_tp_probe --rounds 6 --steps 10 2>&1 \
+      | grep -v "^lockstep launch" | tee -a "$out/probe.log"
+  done
+fi
+if has breakit; then
+  # Expected launcher exit codes, as the CPU break-it suite asserts them.
+  declare -A want=([ok]="0" [B1]="30" [B2]="31" [B4]="32 21" [B5]="34" [C1]="137" [C2]="60" [C4]="20 21"
+                   [C5]="70 21" [D2]="0" [F2]="40 21" [H1]="40 21" [H2]="40 21")
+  table="$out/breakit-nccl.md"
+  echo "| topology | case | exit | expected | s | verdict |" > "$table"
+  echo "|---|---|---|---|---|---|" >> "$table"
+  for shape in "tp 2" "pp1 3"; do
+    read -r topology nproc <<< "$shape"
+    for case in ok B1 B2 B4 B5 C1 C2 C4 C5 D2 F2 H1 H2; do
+      [[ $topology == tp && $case == B1 ]] && continue  # tp: rank 0 is in the mesh
+      args=(run --backend nccl --topology "$topology" --nproc "$nproc" --model small --chunks 6 --hard-cut-every 0
+            --recompute-every 2 --deadline-ms 1500 --startup-deadline-ms 60000)
+      [[ $case == D2 ]] && args+=(--chunks 8 --hard-cut-every 4)
+      [[ $case != ok ]] && args+=(--inject "$case")
+      start=$(now)
+      timeout 90 "$bin" "${args[@]}" > "$out/breakit-$topology-$case.log" 2>&1
+      code=$?
+      secs=$(since "$start")
+      verdict=$(grep -m1 "^VERDICT" "$out/breakit-$topology-$case.log" | cut -c1-150 | tr '|' '/')
+      [[ " ${want[$case]} " == *" $code "* ]] && mark="$code" || mark="**$code** (unexpected)"
+      printf "| %s %s | %s | %s | %s | %s | %s |\n" "$topology" "$nproc" "$case" "$mark" "${want[$case]}" "$secs" \
+        "${verdict:-}" >> "$table"
+    done
+  done
+  cat "$table"
+fi
+if has hang; then
+  export PYTHONPATH="$PWD/build/gpu/python"
+  table="$out/hang.md"
+  echo "| what | timeout | fault -> every rank exited (s) | exit |" > "$table"
+  echo "|---|---|---|---|" >> "$table"
+  for mode in lockstep raw; do
+    fault="$out/fault-$mode.txt"; rm -f "$fault"
+    if [[ $mode == raw ]]; then
+      cmd=(python3 -m torch.distributed.run --nproc-per-node 2 bench/torch/hang_exit.py --mode raw --fault-file "$fault")
+    else
+      cmd=("$bin" launch --nproc 2 -- python3 bench/torch/hang_exit.py --mode lockstep --fault-file "$fault")
+    fi
+    timeout 300 "${cmd[@]}" > "$out/hang-$mode.log" 2>&1
+    code=$?
+    secs=$( [[ -f $fault ]] && since "$(cat "$fault")" || echo "no fault time")
+    echo "| PyTorch 2.11 NCCL, $mode (bench/torch/hang_exit.py) | 8 s | $secs | $code |" >> "$table"
+  done
+  # lockstep's own runtime: SIGSTOP of a mesh rank (C4), deadline 1.5 s.
+  start=$(now)
+  timeout 90 "$bin" run --backend nccl --topology tp --nproc 2 --model small --chunks 6 --deadline-ms 1500 \
+    --startup-deadline-ms 60000 --inject C4 > "$out/hang-c4.log" 2>&1
+  code=$?
+  echo "| lockstep run --backend nccl, C4 (SIGSTOP), whole job incl. start-up | 1.5 s | $(since "$start") | $code |" >> "$table"
+  grep -E "failed first" "$out/hang-c4.log" | tee -a "$table"
+  cat "$table"
+fi
