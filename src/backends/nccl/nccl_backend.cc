@@ -86,6 +86,12 @@ struct CommShared {
   // Shared: a short non-blocking NCCL/CUDA sequence (the comm thread, the
   // tracker's poller). Unique: abort and destruction, which free `comm`.
   std::shared_mutex mu;
+  // Held by the comm thread from an NCCL call until its wait ends. On a
+  // non-blocking communicator ncclCommGetAsyncError also completes the
+  // call's pending group job, so a second thread asking meanwhile would
+  // complete it twice (seen on 2×H200: "unknown result code"); the poller
+  // only asks when it can take this lock, and reads the event alone if not.
+  std::mutex calls_mu;
   ncclComm_t comm;
   std::atomic<bool> aborted{false};
   const int device_index;
@@ -111,12 +117,14 @@ class NcclEventProbe final : public CompletionProbe {
       return State::kFailed;
     }
     cudaSetDevice(shared_->device_index);  // the poller thread starts on device 0
-    ncclResult_t async = ncclSuccess;
-    const ncclResult_t query = ncclCommGetAsyncError(shared_->comm, &async);
-    if (query != ncclSuccess) async = query;
-    if (async != ncclSuccess && async != ncclInProgress) {
-      error = std::string("communicator error ") + ncclGetErrorString(async);
-      return State::kFailed;
+    if (const std::unique_lock calls(shared_->calls_mu, std::try_to_lock); calls.owns_lock()) {
+      ncclResult_t async = ncclSuccess;
+      const ncclResult_t query = ncclCommGetAsyncError(shared_->comm, &async);
+      if (query != ncclSuccess) async = query;
+      if (async != ncclSuccess && async != ncclInProgress) {
+        error = std::string("communicator error ") + ncclGetErrorString(async);
+        return State::kFailed;
+      }
     }
     const cudaError_t status = cudaEventQuery(event_);
     if (status == cudaSuccess) return State::kDone;
@@ -186,6 +194,7 @@ class NcclBackendImpl final : public NcclBackend {
     const ncclDataType_t type = cuda_detail::nccl_dtype(dtype);
     const ncclRedOp_t reduce = cuda_detail::nccl_reduce_op(op);
     const Clock::time_point deadline = Clock::now() + timeout;
+    const std::lock_guard calls(shared_->calls_mu);
     with_comm("all_reduce", [&] {
       check_cuda(cudaSetDevice(device_index_), "cudaSetDevice");
       return ncclAllReduce(data, data, count, type, reduce, shared_->comm, compute_stream_);
@@ -307,6 +316,7 @@ class NcclBackendImpl final : public NcclBackend {
   template <typename Enqueue, typename AfterEnqueue>
   void run_op(const char* op, std::chrono::milliseconds timeout, Clock::time_point deadline,
               Enqueue enqueue, AfterEnqueue after_enqueue) {
+    const std::lock_guard calls(shared_->calls_mu);
     with_comm(op, [&] {
       check_cuda(cudaSetDevice(device_index_), "cudaSetDevice");
       check_cuda(cudaEventRecord(compute_ready_, compute_stream_), "record compute event");
