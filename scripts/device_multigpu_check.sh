@@ -39,10 +39,12 @@ if has breakit; then
   for shape in "tp 2" "pp1 3"; do
     read -r topology nproc <<< "$shape"
     for case in ok B1 B2 B4 B5 C1 C2 C4 C5 D2 F2 H1 H2; do
-      [[ $topology == tp && $case == B1 ]] && continue  # tp: rank 0 is in the mesh
-      args=(run --backend nccl --topology "$topology" --nproc "$nproc" --model small --chunks 6 --hard-cut-every 0
+      # tp has no boundary: rank 0 is in the mesh (B1) and sends no payload (C2).
+      [[ $topology == tp && ( $case == B1 || $case == C2 ) ]] && continue
+      chunks=(--chunks 6 --hard-cut-every 0)
+      [[ $case == D2 ]] && chunks=(--chunks 8 --hard-cut-every 4)
+      args=(run --backend nccl --topology "$topology" --nproc "$nproc" --model small "${chunks[@]}"
             --recompute-every 2 --deadline-ms 1500 --startup-deadline-ms 60000)
-      [[ $case == D2 ]] && args+=(--chunks 8 --hard-cut-every 4)
       [[ $case != ok ]] && args+=(--inject "$case")
       start=$(now)
       timeout 90 "$bin" "${args[@]}" > "$out/breakit-$topology-$case.log" 2>&1

@@ -58,6 +58,14 @@ void RunConfig::validate() const {
               std::to_string(mesh_size()) + " ranks cannot split evenly (tensor parallelism shards heads)");
   require(injections.size() <= kInjectionsMax,
           "at most " + std::to_string(kInjectionsMax) + " --inject values");
+  // A fault that cannot fire would pass silently and prove nothing.
+  for (const Injection& injection : injections) {
+    const bool needs_boundary = injection.id == FaultId::kB1 || injection.id == FaultId::kC2;
+    require(!needs_boundary || topology != Topology::kTp,
+            "--inject " + std::string(fault_id_name(injection.id)) +
+                " needs a pipeline boundary (--topology pp0 or pp1): under tp rank 0 is in the mesh and no "
+                "payload crosses a boundary, so the fault could never fire");
+  }
 }
 
 GroupBackendPlan plan_group_backends(const RunConfig& config, const MachineGpus& machine) {

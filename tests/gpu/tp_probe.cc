@@ -166,9 +166,37 @@ int run(const Args& args) {
   }
   ncclComm_t raw = nullptr;
   require(ncclCommInitRank(&raw, tp, id, env.rank), "ncclCommInitRank");
-  const auto raw_sum = [&](void* data, std::size_t count, DType dtype) {
-    require(ncclAllReduce(data, data, count, dtype == DType::kF32 ? ncclFloat32 : ncclBfloat16, ncclSum, raw, stream),
+  const auto sum_on = [&](ncclComm_t comm, void* data, std::size_t count, DType dtype) {
+    require(ncclAllReduce(data, data, count, dtype == DType::kF32 ? ncclFloat32 : ncclBfloat16, ncclSum, comm, stream),
             "ncclAllReduce");
+  };
+  const auto raw_sum = [&](void* data, std::size_t count, DType dtype) { sum_on(raw, data, count, dtype); };
+  // A second raw communicator configured as lockstep's (blocking = 0), to
+  // tell the communicator's mode from the guard's own cost.
+  ncclUniqueId nb_id{};
+  if (env.rank == 0) {
+    require(ncclGetUniqueId(&nb_id), "ncclGetUniqueId");
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(&nb_id);
+    store->set("tp_probe/nonblocking_id", Bytes(bytes, bytes + sizeof(nb_id)));
+  } else {
+    const Bytes bytes = store->get("tp_probe/nonblocking_id", kStartup);
+    std::memcpy(&nb_id, bytes.data(), sizeof(nb_id));
+  }
+  ncclComm_t nonblocking = nullptr;
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  require(ncclCommInitRankConfig(&nonblocking, tp, nb_id, env.rank, &config), "ncclCommInitRankConfig");
+  const auto settle = [&] {
+    ncclResult_t state = ncclInProgress;
+    while (state == ncclInProgress) require(ncclCommGetAsyncError(nonblocking, &state), "ncclCommGetAsyncError");
+    require(state, "non-blocking communicator");
+  };
+  settle();
+  const auto nonblocking_sum = [&](void* data, std::size_t count, DType dtype) {
+    const ncclResult_t status = ncclAllReduce(data, data, count, dtype == DType::kF32 ? ncclFloat32 : ncclBfloat16,
+                                              ncclSum, nonblocking, stream);
+    if (status != ncclInProgress) require(status, "ncclAllReduce");
+    settle();
   };
 
   // Guarded: what `lockstep run` builds for a mesh rank.
@@ -189,10 +217,14 @@ int run(const Args& args) {
   NcclBackendFactory factory(NcclBackendOptions{env.local_rank, stream, "tp-probe"});
   Communicator comm(CommunicatorOptions{env.rank, table, make_standard_phase_policy(), Phase::kGenerator, kStartup},
                     factory, *store, &observers);
-  CompletionTracker tracker(observers, [](const Error& error) {
+  const auto on_failure = [](const Error& error) {
     std::fprintf(stderr, "lockstep_tp_probe: %s\n", error.what());
     std::_Exit(3);
-  });
+  };
+  CompletionTracker tracker(observers, on_failure);  // the default poll period, as `lockstep run`
+  CompletionTrackerOptions slow_options;
+  slow_options.poll_period = std::chrono::microseconds(200);
+  CompletionTracker slow_tracker(observers, on_failure, slow_options);
   comm.set_completion_sink(&tracker);
   const auto guarded_sum = [&](void* data, std::size_t count, DType dtype) {
     comm.all_reduce_enqueue("mesh", data, count, dtype, ReduceOp::kSum, kOpTimeout);
@@ -220,8 +252,26 @@ int run(const Args& args) {
     std::vector<double> ms;
   };
   std::vector<Mode> modes;
+  // What an event per op costs on its own: raw NCCL, each sum followed by
+  // an event record as the stream-ordered backend does (never queried).
+  std::vector<cudaEvent_t> events(static_cast<std::size_t>(3 * args.layers));
+  for (cudaEvent_t& event : events) require(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "event");
+  std::size_t next_event = 0;
+  const auto raw_sum_event = [&](void* data, std::size_t count, DType dtype) {
+    raw_sum(data, count, dtype);
+    require(cudaEventRecord(events[next_event++ % events.size()], stream), "cudaEventRecord");
+  };
   modes.push_back({"raw eager", [&] { layer.step(blas, args.layers, raw_sum, true); }, {}});
   modes.push_back({"guarded eager", [&] { layer.step(blas, args.layers, guarded_sum, true); }, {}});
+  modes.push_back({"raw eager + events", [&] { layer.step(blas, args.layers, raw_sum_event, true); }, {}});
+  modes.push_back({"raw eager, blocking=0", [&] { layer.step(blas, args.layers, nonblocking_sum, true); }, {}});
+  modes.push_back({"guarded eager, 200us poll",
+                   [&] {
+                     comm.set_completion_sink(&slow_tracker);
+                     layer.step(blas, args.layers, guarded_sum, true);
+                     comm.set_completion_sink(&tracker);
+                   },
+                   {}});
   modes.push_back({"raw graph", [&] { require(cudaGraphLaunch(raw_graph, stream), "launch"); }, {}});
   modes.push_back({"guarded graph",
                    [&] { comm.replay(captured, [&] { require(cudaGraphLaunch(guarded_graph, stream), "launch"); }); },
@@ -230,6 +280,7 @@ int run(const Args& args) {
   const auto finish = [&] {
     require(cudaStreamSynchronize(stream), "cudaStreamSynchronize");  // the probe may wait: it times
     tracker.wait_lane(0, kOpTimeout);
+    slow_tracker.wait_lane(0, kOpTimeout);
   };
   for (Mode& mode : modes) {  // warm-up
     mode.step();
@@ -246,8 +297,8 @@ int run(const Args& args) {
   }
   if (env.rank == 0) {
     const double raw_eager = median(modes[0].ms), guarded_eager = median(modes[1].ms);
-    const double raw_graph_ms = median(modes[2].ms), guarded_graph_ms = median(modes[3].ms);
-    const double sums_ms = median(modes[4].ms);
+    const double raw_graph_ms = median(modes[5].ms), guarded_graph_ms = median(modes[6].ms);
+    const double sums_ms = median(modes[7].ms);
     // NCCL's bus bandwidth of the [2160 × 5120] bf16 all-reduce (2 of the 3 per layer carry ~all bytes).
     const double big_bytes = 2.0 * kTokens * kDim;
     const double per_big_s = sums_ms / 1e3 / (2.0 * args.layers);
@@ -259,6 +310,10 @@ int run(const Args& args) {
     for (const Mode& mode : modes) std::printf("  %-22s %9.3f ms/step\n", mode.name, median(mode.ms));
     std::printf("  guarded/raw eager %.4f, guarded/raw graph %.4f, graph/eager (guarded) %.4f\n",
                 guarded_eager / raw_eager, guarded_graph_ms / raw_graph_ms, guarded_graph_ms / guarded_eager);
+    std::printf("  raw+events/raw eager %.4f, raw blocking=0/raw eager %.4f, guarded 200us poll/raw eager %.4f\n",
+                median(modes[2].ms) / raw_eager, median(modes[3].ms) / raw_eager, median(modes[4].ms) / raw_eager);
+    std::printf("  guarded/raw eager with the same communicator mode (blocking=0): %.4f\n",
+                guarded_eager / median(modes[3].ms));
     std::printf("  all-reduce bf16[%dx%d]: %.3f ms each, bus bandwidth %.1f GB/s\n", kTokens, kDim, per_big_s * 1e3,
                 busbw);
     std::printf("{\"tp\": %d, \"raw_eager_ms\": %.3f, \"guarded_eager_ms\": %.3f, \"raw_graph_ms\": %.3f, "
@@ -267,10 +322,12 @@ int run(const Args& args) {
                 tp, raw_eager, guarded_eager, raw_graph_ms, guarded_graph_ms, guarded_eager / raw_eager,
                 guarded_graph_ms / raw_graph_ms, per_big_s * 1e3, busbw);
   }
+  for (cudaEvent_t event : events) cudaEventDestroy(event);
   cudaGraphExecDestroy(raw_graph);
   cudaGraphExecDestroy(guarded_graph);
   watchdog.stop();
   ncclCommDestroy(raw);
+  ncclCommAbort(nonblocking);
   return 0;
 }
 

@@ -137,6 +137,23 @@ TEST(RunConfig, GraphCaptureNeedsTheNcclBackend) {
   EXPECT_NE(error_of(on_gloo).find("--graph-capture needs --backend nccl"), std::string::npos);
 }
 
+// B1 and C2 live on the pipeline boundary: on tp they could never fire.
+TEST(RunConfig, BoundaryFaultsAreRefusedWhereThereIsNoBoundary) {
+  RunConfig tp;
+  tp.topology = Topology::kTp;
+  tp.nproc = 2;
+  tp.injections = {parse_injection("C2")};
+  EXPECT_NE(error_of(tp).find("--inject C2 needs a pipeline boundary"), std::string::npos) << error_of(tp);
+  tp.injections = {parse_injection("B1")};
+  EXPECT_NE(error_of(tp).find("--inject B1 needs a pipeline boundary"), std::string::npos) << error_of(tp);
+  tp.injections = {parse_injection("C4")};
+  EXPECT_EQ(error_of(tp), "");
+  RunConfig pp0 = tp;
+  pp0.topology = Topology::kPp0;
+  pp0.injections = {parse_injection("C2"), parse_injection("B1")};
+  EXPECT_EQ(error_of(pp0), "");
+}
+
 std::string plan_error(const RunConfig& config, const MachineGpus& machine) {
   try {
     plan_group_backends(config, machine);
