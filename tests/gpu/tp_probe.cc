@@ -185,7 +185,8 @@ int run(const Args& args) {
   ncclComm_t nonblocking = nullptr;
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
-  require(ncclCommInitRankConfig(&nonblocking, tp, nb_id, env.rank, &config), "ncclCommInitRankConfig");
+  const ncclResult_t init = ncclCommInitRankConfig(&nonblocking, tp, nb_id, env.rank, &config);
+  if (init != ncclInProgress) require(init, "ncclCommInitRankConfig");
   const auto settle = [&] {
     ncclResult_t state = ncclInProgress;
     while (state == ncclInProgress) require(ncclCommGetAsyncError(nonblocking, &state), "ncclCommGetAsyncError");
