@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -77,6 +78,11 @@ class Backend {
   virtual std::unique_ptr<CompletionProbe> enqueue_marker() {
     throw Error(ErrorCode::kInvalidArgument, name() + " backend has no stream to mark");
   }
+  //  - enqueue_with runs `enqueue` — stream work that uses this backend's
+  //    communicator, such as launching a CUDA graph that holds its calls —
+  //    while abort() cannot free the communicator; Error{kAborted} once
+  //    aborted or broken. The default (no communicator to free) just runs it.
+  virtual void enqueue_with(const std::function<void()>& enqueue) { enqueue(); }
 
   // Makes every pending and later call fail with Error{kAborted}. Callable
   // from any thread, at most once meaningfully (later calls are no-ops). May

@@ -3,8 +3,9 @@
 // group — and passes the CollectiveGate's checks (membership, phase,
 // root/peer, arguments; collective_gate.h) *before* the backend sees it.
 // A passing call is appended to the group's Ledger and reported to the
-// CollectiveObserver (enqueued, started, completed/failed) around the
-// backend call.
+// CollectiveObserver: enqueued, then started and completed/failed around a
+// blocking backend call, or — for a stream-ordered call — by the completion
+// sink as the GPU gets there.
 //
 // Roots and peers are GROUP ranks (the Backend's numbering; the ledger stays
 // comparable across ranks). group_rank() translates a global rank.
@@ -92,8 +93,9 @@ class Communicator {
   void all_reduce_enqueue(std::string_view group, void* data, std::size_t count, DType dtype,
                           ReduceOp reduce, std::chrono::milliseconds timeout);
   // Where stream-ordered calls are watched; lane = the group's table index.
-  // Owner thread, before the first all_reduce_enqueue; `sink` must outlive
-  // every call it is handed (declare it after the communicator).
+  // Owner thread, before the first all_reduce_enqueue. `sink` must outlive
+  // the last call it is handed and be destroyed before this communicator
+  // (its probes share the backends' state): declare it after.
   void set_completion_sink(CompletionSink* sink);
 
   // CUDA-graph capture of stream-ordered calls. Between begin_capture() and

@@ -83,7 +83,8 @@ class CompletionTracker final : public CompletionSink {
   // Tracks an enqueued call (event.state is ignored; the tracker reports
   // started and completed/failed). Non-blocking unless the lane is full; then
   // waits for room at most `timeout` and throws Error{kTimeout} naming the
-  // lane. Throws Error{kInvalidArgument} for a lane >= kCompletionLanesMax.
+  // lane. Throws Error{kAborted} once a tracked call failed (the poller has
+  // stopped), Error{kInvalidArgument} for a lane >= kCompletionLanesMax.
   // Any thread.
   void track(std::size_t lane, const CollectiveEvent& event, std::unique_ptr<CompletionProbe> probe,
              std::chrono::milliseconds timeout) override;

@@ -15,17 +15,21 @@
 //    collective over every rank of the parent, including non-members, but the
 //    BackendFactory seam is only called by a group's members; a per-group unique
 //    id keeps the seam unchanged and costs one store round trip per group.
-//  - Collectives run on a dedicated communication stream. Before each one the
-//    comm stream waits on an event recorded on the compute stream (see
-//    set_compute_stream); after it, the compute stream waits on the op's
-//    completion event, so device order holds even before the host sees it.
+//  - The blocking collectives run on a dedicated communication stream.
+//    Before each one the comm stream waits on an event recorded on the
+//    compute stream (see set_compute_stream); after it, the compute stream
+//    waits on the op's completion event, so device order holds even before
+//    the host sees it. The stream-ordered all_reduce runs on the compute
+//    stream itself (below).
 //  - Host buffers work too, for the control traffic a mesh group carries
 //    besides the model's tensors (payload broadcast, digest and fingerprint
 //    all_gathers): they are staged through a pinned host buffer and a device
 //    buffer of kNcclStagingBytes each, piece by piece, every piece one NCCL
 //    call under the op's one deadline. Device pointers skip the staging.
 //  - Buffers: the caller owns every buffer; the backend keeps no pointer after
-//    a call returns successfully. After a throw (timeout, abort) the device may
+//    a blocking call returns successfully. A stream-ordered call's buffer is
+//    in use until its probe reports completion, and a captured call's for as
+//    long as the graph is replayed. After a throw (timeout, abort) the device may
 //    still be reading or writing the buffers of the failed call until abort()
 //    has returned: the caller must keep them alive until then (crash-only: the
 //    process exits through guard's fatal path, so in practice they live on).
@@ -46,8 +50,10 @@
 //    (they share the communicator state, and report failure once it is
 //    aborted), and never block. Under CUDA-graph capture of the compute
 //    stream (thread-local mode) the call is captured and has no probe.
-//  - Destruction calls ncclCommAbort, never ncclCommFinalize: every successful
-//    op has already completed, and abort never waits on a peer.
+//  - Destruction calls ncclCommAbort, never ncclCommFinalize: abort never
+//    waits on a peer. Every blocking op has completed by then; the owner
+//    waits for its stream-ordered calls first (rank_main.cc drains the
+//    completion tracker before teardown).
 //  - abort() sets the broken flag, then calls ncclCommAbort (which also ends
 //    in-flight kernels). ncclCommRevoke (NCCL 2.28) is not used: it exists to
 //    shrink and continue, and lockstep never rebuilds a broken group.

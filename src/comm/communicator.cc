@@ -1,5 +1,6 @@
 #include "lockstep/communicator.h"
 
+#include <algorithm>
 #include <exception>
 #include <string>
 #include <utility>
@@ -34,18 +35,29 @@ Communicator::Communicator(CommunicatorOptions options, BackendFactory& factory,
 
 Communicator::~Communicator() = default;
 
-void Communicator::fail_admitted(const CollectiveCall& call, std::uint64_t seq) {
-  // Crash-only: a failed backend is never used again, nor is any other.
-  gate_.mark_aborted();
+namespace {
+
+// The code and text of the exception in flight (inside a catch).
+std::pair<ErrorCode, std::string> current_error() {
   try {
     throw;
   } catch (const Error& error) {
-    gate_.report(call, seq, CollectiveState::kFailed, error.code(), error.what());
-    throw;
+    return {error.code(), error.what()};
   } catch (const std::exception& error) {
-    gate_.report(call, seq, CollectiveState::kFailed, ErrorCode::kBackend, error.what());
-    throw;
+    return {ErrorCode::kBackend, error.what()};
+  } catch (...) {
+    return {ErrorCode::kInternal, "unknown exception"};
   }
+}
+
+}  // namespace
+
+void Communicator::fail_admitted(const CollectiveCall& call, std::uint64_t seq) {
+  // Crash-only: a failed backend is never used again, nor is any other.
+  gate_.mark_aborted();
+  const auto [code, message] = current_error();
+  gate_.report(call, seq, CollectiveState::kFailed, code, message);
+  throw;
 }
 
 void Communicator::run_call(const CollectiveCall& call, auto&& backend_op) {
@@ -105,7 +117,14 @@ void Communicator::all_reduce_enqueue(std::string_view group, void* data, std::s
       throw Error(ErrorCode::kLimit, "graph capture holds more than " + std::to_string(kCapturedCallsMax) +
                                          " collectives");
     }
-    if (backend->enqueue_all_reduce(data, count, dtype, reduce, timeout) != nullptr) {
+    std::unique_ptr<CompletionProbe> probe;
+    try {
+      probe = backend->enqueue_all_reduce(data, count, dtype, reduce, timeout);
+    } catch (...) {
+      gate_.mark_aborted();  // crash-only, as after any backend failure
+      throw;
+    }
+    if (probe != nullptr) {
       gate_.mark_aborted();  // it ran, unledgered: this rank's ledger no longer tells what it did
       throw Error(ErrorCode::kInvalidArgument, "all_reduce_enqueue on group '" + std::string(group) +
                                                    "' between begin_capture() and end_capture() ran eagerly: "
@@ -164,27 +183,42 @@ void Communicator::replay(const std::vector<CapturedCall>& calls, const std::fun
   if (!calls.empty() && sink_ == nullptr) {
     throw Error(ErrorCode::kInvalidArgument, "replay() before set_completion_sink(): nothing would watch it");
   }
-  // Every check before anything runs; a refused call leaves the graph unlaunched.
   std::vector<GateAdmission> admissions;
   admissions.reserve(calls.size());
-  for (const CapturedCall& captured : calls) admissions.push_back(gate_.admit(captured.call));
-  std::vector<std::shared_ptr<CompletionProbe>> markers(backends_.size());
+  std::size_t tracked = 0;
   try {
-    launch();
+    // Every check before anything runs; a refused call leaves the graph unlaunched.
+    for (const CapturedCall& captured : calls) admissions.push_back(gate_.admit(captured.call));
+    // The graph uses the communicators of its groups: launch it while none
+    // of them can be aborted under it (each backend's enqueue_with nests).
+    std::vector<Backend*> used;
+    for (const GateAdmission& admission : admissions) {
+      Backend* backend = backends_[admission.group_index].get();
+      if (std::find(used.begin(), used.end(), backend) == used.end()) used.push_back(backend);
+    }
+    std::function<void()> guarded_launch = launch;
+    for (Backend* backend : used) {
+      guarded_launch = [backend, inner = std::move(guarded_launch)] { backend->enqueue_with(inner); };
+    }
+    guarded_launch();
+    std::vector<std::shared_ptr<CompletionProbe>> markers(backends_.size());
     for (const GateAdmission& admission : admissions) {
       std::shared_ptr<CompletionProbe>& marker = markers[admission.group_index];
       if (marker == nullptr) marker = backends_[admission.group_index]->enqueue_marker();
     }
+    for (; tracked < calls.size(); ++tracked) {
+      sink_->track(admissions[tracked].group_index,
+                   gate_.event_of(calls[tracked].call, admissions[tracked].seq, CollectiveState::kEnqueued),
+                   std::make_unique<SharedProbe>(markers[admissions[tracked].group_index]), calls[tracked].call.timeout);
+    }
   } catch (...) {
+    // Crash-only; every admitted call that nothing will watch is reported failed.
     gate_.mark_aborted();
-    for (std::size_t i = 0; i < calls.size(); ++i) {
-      gate_.report(calls[i].call, admissions[i].seq, CollectiveState::kFailed, ErrorCode::kBackend,
-                   "graph launch failed");
+    const auto [code, message] = current_error();
+    for (std::size_t i = tracked; i < admissions.size(); ++i) {
+      gate_.report(calls[i].call, admissions[i].seq, CollectiveState::kFailed, code, message);
     }
     throw;
-  }
-  for (std::size_t i = 0; i < calls.size(); ++i) {
-    track(calls[i].call, admissions[i], std::make_unique<SharedProbe>(markers[admissions[i].group_index]));
   }
 }
 

@@ -61,11 +61,16 @@ void CompletionTracker::track(std::size_t lane, const CollectiveEvent& event,
   std::unique_lock lock(mutex_);
   Lane& target = lanes_[lane];
   if (!progress_cv_.wait_for(lock, timeout, [&] {
-        return stop_ || target.pending.size() < options_.in_flight_max;
+        return stop_ || failed_ || target.pending.size() < options_.in_flight_max;
       })) {
     throw Error(ErrorCode::kTimeout, "completion tracker: lane " + std::to_string(lane) + " stayed full (" +
                                          std::to_string(options_.in_flight_max) + " calls in flight) for " +
                                          std::to_string(timeout.count()) + " ms");
+  }
+  // The poller has left: a call tracked now would never be reported.
+  if (stop_ || failed_) {
+    throw Error(ErrorCode::kAborted, "completion tracker: stopped after a failed call; nothing would watch group '" +
+                                         std::string(event.group) + "' seq " + std::to_string(event.group_seq));
   }
   Pending& pending = target.pending.emplace_back();
   pending.event = event;

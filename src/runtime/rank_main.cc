@@ -218,6 +218,13 @@ int run_rank(const RunConfig& config) {
                           FrameExpectations{job_token_digest(env.job_token), parity.protocol_version},
                           gpu.get()};
       run_role(context);
+      // Destroying the backends aborts their communicators: let the
+      // stream-ordered calls still on the GPU finish first (bounded).
+      if (tracker) {
+        for (std::size_t lane = 0; lane < table.groups().size(); ++lane) {
+          tracker->wait_lane(lane, milliseconds(config.deadline_ms));
+        }
+      }
       watchdog.stop();
       if (config.dump_on_exit) fatal.dump_now({DumpReasonKind::kExit, "exit", "clean end of the stream", 0});
     } catch (...) {

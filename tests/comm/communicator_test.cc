@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -220,9 +221,11 @@ class RecordingSink final : public CompletionSink {
   };
   void track(std::size_t lane, const CollectiveEvent& event, std::unique_ptr<CompletionProbe> probe,
              std::chrono::milliseconds) override {
+    if (tracked.size() == refuse_after) throw Error(ErrorCode::kTimeout, "recording sink: lane stayed full");
     tracked.push_back({lane, std::string(event.group), event.group_seq, event.state, std::move(probe)});
   }
   std::vector<Tracked> tracked;
+  std::size_t refuse_after = SIZE_MAX;  // the call that finds the lane full
 };
 
 CompletionProbe::State poll(CompletionProbe& probe) {
@@ -355,6 +358,30 @@ TEST_F(StreamOrderedTest, EveryReplayLedgersTheCapturedCallsLikeAnEagerStep) {
   graph.abort();
   EXPECT_THROW(graph.replay(captured, [&] { ++launches; }), Error);
   EXPECT_EQ(launches, 2) << "a refused replay never launches";
+}
+
+// A replay whose calls cannot all be watched aborts the rank and reports
+// every call nothing will watch as failed: none stays "enqueued" forever.
+TEST_F(StreamOrderedTest, ReplayThatCannotWatchItsCallsReportsThemFailed) {
+  auto rank1 = make_streamed(1);
+  test::RecordingBackend& mesh = *factory.backends["mesh"];
+  mesh.capturing = true;
+  rank1->begin_capture();
+  for (int i = 0; i < 3; ++i) rank1->all_reduce_enqueue("mesh", data.data(), 8, DType::kF32, ReduceOp::kSum, kTimeout);
+  const std::vector<Communicator::CapturedCall> captured = rank1->end_capture();
+  mesh.capturing = false;
+  sink.refuse_after = 1;
+  EXPECT_THROW(rank1->replay(captured, [] {}), Error);
+  EXPECT_TRUE(rank1->aborted());
+  ASSERT_EQ(sink.tracked.size(), 1u);
+  std::vector<std::uint64_t> failed;
+  for (const RecordedEvent& event : observer.events) {
+    if (event.state == CollectiveState::kFailed) {
+      failed.push_back(event.seq);
+      EXPECT_EQ(event.code, ErrorCode::kTimeout) << "the real cause is reported";
+    }
+  }
+  EXPECT_EQ(failed, (std::vector<std::uint64_t>{1, 2}));
 }
 
 TEST_F(StreamOrderedTest, CaptureStateIsChecked) {

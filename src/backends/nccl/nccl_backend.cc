@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -206,6 +207,15 @@ class NcclBackendImpl final : public NcclBackend {
   std::unique_ptr<CompletionProbe> enqueue_marker() override {
     require_usable("marker");
     return record_completion("marker");
+  }
+
+  void enqueue_with(const std::function<void()>& enqueue) override {
+    require_usable("graph launch");
+    with_comm("graph launch", [&] {
+      check_cuda(cudaSetDevice(device_index_), "cudaSetDevice");
+      enqueue();
+      return ncclSuccess;
+    });
   }
 
   void broadcast(void* data, std::size_t count, DType dtype, int root,

@@ -383,11 +383,15 @@ const CudaModel::Impl::Graph& CudaModel::Impl::graph_for(int cached_frames) {
   check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "begin capture");
   cudaGraph_t graph = nullptr;
   std::size_t capture = 0;
+  bool sums_capturing = false;
   try {
     tp.begin_capture();
+    sums_capturing = true;
     run_call(x.get(), config.tokens_per_chunk(), cached_frames);
+    sums_capturing = false;
     capture = tp.end_capture();
   } catch (const Error&) {
+    if (sums_capturing) tp.end_capture();  // later sums must not take the capture path
     cudaStreamEndCapture(stream, &graph);
     if (graph != nullptr) cudaGraphDestroy(graph);
     throw;
