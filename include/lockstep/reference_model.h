@@ -25,7 +25,7 @@
 #include "lockstep/tensor_parallel_ops.h"
 
 namespace lockstep::detail {
-struct ModelShard;  // this rank's weights (src/runtime/model/weights.h)
+struct ModelShard;  // this rank's weights (src/model/cpu/weights.h)
 }  // namespace lockstep::detail
 
 namespace lockstep {

@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "backends/nccl/model/gemm.h"
+#include "model/cuda/gemm.h"
 #include "lockstep/communicator.h"
 #include "lockstep/completion_tracker.h"
 #include "lockstep/error.h"

@@ -11,7 +11,7 @@
 #include "lockstep/acceptance.h"
 #include "lockstep/error.h"
 #include "lockstep/model_config.h"
-#include "runtime/model/weights.h"
+#include "model/cpu/weights.h"
 #include "support/error_of.h"
 
 namespace lockstep {

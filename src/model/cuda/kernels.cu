@@ -2,7 +2,7 @@
 #include <string>
 
 #include "backends/nccl/cuda_check.h"
-#include "backends/nccl/model/kernels.h"
+#include "model/cuda/kernels.h"
 
 namespace lockstep::cuda_model {
 namespace {

@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "backends/nccl/cuda_check.h"
-#include "backends/nccl/model/device_buffer.h"
-#include "backends/nccl/model/gemm.h"
-#include "backends/nccl/model/kernels.h"
+#include "model/cuda/device_buffer.h"
+#include "model/cuda/gemm.h"
+#include "model/cuda/kernels.h"
 #include "lockstep/assert.h"
 #include "lockstep/error.h"
 #include "lockstep/nccl_backend.h"

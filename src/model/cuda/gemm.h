@@ -5,7 +5,7 @@
 
 #include <cublas_v2.h>
 
-#include "backends/nccl/model/kernels.h"
+#include "model/cuda/kernels.h"
 
 namespace lockstep::cuda_model {
 

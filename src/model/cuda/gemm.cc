@@ -1,4 +1,4 @@
-#include "backends/nccl/model/gemm.h"
+#include "model/cuda/gemm.h"
 
 #include "backends/nccl/cuda_check.h"
 
