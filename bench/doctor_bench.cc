@@ -1,4 +1,6 @@
-// SPEC §8: `lockstep doctor` on 1024 ranks x 4096 events in <= 2 s.
+// SPEC §8: `lockstep doctor` on 1024 ranks x 4096 events in <= 2 s; issue
+// 15: on 1024 ranks x 2000 PyTorch flight-recorder entries (pickle, with
+// their stack frames) in <= 2 s.
 //
 // The dump set is generated once per size into a temporary job directory (a
 // hang: every rank but one waits in the last all_reduce, so the whole
@@ -6,14 +8,20 @@
 // command does: read + parse every file, align, judge.
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
+#include "doctor/pickle_writer.h"
 #include "lockstep/doctor.h"
 
 namespace {
@@ -112,6 +120,109 @@ void BM_DoctorDiagnose(benchmark::State& state) {
   state.counters["events"] = static_cast<double>(ranks) * events;
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * j.bytes()));
 }
+
+// ---- PyTorch flight-recorder dumps (issue 15) --------------------------------
+//
+// What torch 2.11 writes (version "2.10"): one pickle per rank, each entry a
+// dict with its Python stack frames, written by the doctor's own pickle
+// writer, which (as torch's pickler) writes a repeated string once and refers
+// to it after. A hang: every rank but kStuckRank waits in the last
+// all_reduce, which kStuckRank never issued.
+
+constexpr int kFramesPerEntry = 8;
+
+nlohmann::json fr_entry(int seq) {
+  nlohmann::json frames = nlohmann::json::array();
+  for (int f = 0; f < kFramesPerEntry; ++f) {
+    const bool user = f == kFramesPerEntry - 1;
+    frames.push_back({{"name", user ? "denoise_step" : "torch_frame_" + std::to_string(f)},
+                      {"filename", user ? std::string("/app/pipeline.py")
+                                        : "/opt/venv/lib/python3.12/site-packages/torch/distributed/module_" +
+                                              std::to_string(f) + ".py"},
+                      {"line", user ? 88 : 100 + f + seq % 7}});
+  }
+  return {{"record_id", seq - 1},
+          {"pg_id", 0},
+          {"process_group", {"0", "default_pg"}},
+          {"collective_seq_id", seq},
+          {"p2p_seq_id", 0},
+          {"op_id", seq},
+          {"profiling_name", "nccl:all_reduce"},
+          {"time_created_ns", 1'700'000'000'000'000'000 + std::int64_t{seq} * 1'000'000},
+          {"input_sizes", {{2160, 5120}}},
+          {"input_dtypes", {"BFloat16"}},
+          {"output_sizes", {{2160, 5120}}},
+          {"output_dtypes", {"BFloat16"}},
+          {"state", "scheduled"},
+          {"time_discovered_started_ns", nullptr},
+          {"time_discovered_completed_ns", nullptr},
+          {"retired", false},
+          {"timeout_ms", 600000},
+          {"is_p2p", false},
+          {"frames", frames}};
+}
+
+std::string fr_rank_dump(int rank, int ranks, int entries) {
+  const int last = rank == kStuckRank ? entries - 1 : entries;  // collective_seq_id of its last call
+  std::string members = "[";
+  for (int r = 0; r < ranks; ++r) members += (r ? ", " : "") + std::to_string(r);
+  nlohmann::json dump = {
+      {"version", "2.10"},
+      {"pg_config", {{"0", {{"name", "0"}, {"desc", "default_pg"}, {"ranks", members + "]"}}}}},
+      {"pg_status",
+       {{"0", {{"last_enqueued_collective", last}, {"last_started_collective", entries - 1},
+               {"last_completed_collective", entries - 1}}}}},
+      {"entries", nlohmann::json::array()}};
+  for (int seq = 1; seq <= last; ++seq) dump["entries"].push_back(fr_entry(seq));
+  return lockstep::doctor::write_pickle(dump);
+}
+
+class SyntheticTorchJob {
+ public:
+  SyntheticTorchJob(int ranks, int entries)
+      : dir_(std::filesystem::temp_directory_path() /
+             ("lockstep-doctor-fr-bench-" + std::to_string(::getpid()) + "-" + std::to_string(ranks))) {
+    std::filesystem::create_directories(dir_);
+    for (int r = 0; r < ranks; ++r) {
+      const std::string bytes = fr_rank_dump(r, ranks, entries);
+      bytes_ += bytes.size();
+      std::ofstream(dir_ / ("nccl_trace_rank_" + std::to_string(r)), std::ios::binary) << bytes;
+    }
+  }
+  ~SyntheticTorchJob() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  const std::filesystem::path& dir() const { return dir_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  std::filesystem::path dir_;
+  std::size_t bytes_ = 0;
+};
+
+void BM_DoctorTorchFlightRecorder(benchmark::State& state) {
+  const int ranks = static_cast<int>(state.range(0));
+  const int entries = static_cast<int>(state.range(1));
+  static std::map<std::pair<int, int>, std::unique_ptr<SyntheticTorchJob>> jobs;
+  auto& j = jobs[{ranks, entries}];
+  if (!j) j = std::make_unique<SyntheticTorchJob>(ranks, entries);
+  for (auto _ : state) {
+    lockstep::Diagnosis d = lockstep::diagnose(j->dir(), {});
+    if (d.verdict != lockstep::Verdict::kHang || d.primary.ranks != std::vector<int>{kStuckRank}) {
+      state.SkipWithError(("wrong verdict: " + d.primary.summary).c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(d);
+  }
+  state.counters["dump_MB"] = static_cast<double>(j->bytes()) / 1e6;
+  state.counters["entries"] = static_cast<double>(ranks) * entries;
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * j->bytes()));
+}
+
+// Target (issue 15): the {1024, 2000} row at <= 2000 ms.
+BENCHMARK(BM_DoctorTorchFlightRecorder)->Args({64, 2000})->Args({1024, 2000})->Unit(benchmark::kMillisecond)
+    ->Iterations(3)->UseRealTime();
 
 // Target (SPEC §8): the {1024, 4096} row at <= 2000 ms.
 BENCHMARK(BM_DoctorDiagnose)->Args({64, 4096})->Args({1024, 4096})->Unit(benchmark::kMillisecond)

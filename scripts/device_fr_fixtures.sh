@@ -2,9 +2,30 @@
 # Real PyTorch flight-recorder dumps of planted faults (torch on 2 GPUs, NCCL),
 # with what lockstep's doctor and PyTorch's fr_trace say of each, packed into
 # $OUT/torch_fr_real.tar.gz for tests/doctor/fixtures/torch_fr/real/.
-# Usage (device tool, carry [".device"]): bash scripts/device_fr_fixtures.sh
+# With `export`: instead, the other way round — a lockstep job's dumps
+# exported with `lockstep doctor --export-fr` and read by PyTorch's fr_trace —
+# and the doctor benchmark on 1024 ranks × 2000 flight-recorder entries.
+# Usage (device tool, carry [".device"]): bash scripts/device_fr_fixtures.sh [export]
 set -uo pipefail
+[[ ${1:-} == export ]] && export LOCKSTEP_BUILD_BENCH=ON
 source "$(dirname "$0")/device_configure.sh"
+if [[ ${1:-} == export ]]; then
+  cmake --build build/gpu -j "$(nproc)" --target lockstep lockstep_bench_doctor > "$out/build.log" 2>&1 \
+    || { grep -E "error" "$out/build.log" | head -20; exit 1; }
+  build/gpu/lockstep run --topology pp1 --nproc 3 --chunks 6 --deadline-ms 1500 --inject C4 > "$out/c4.log" 2>&1
+  job=$(grep -o "/[^ ]*/dumps/rank-0.json" "$out/c4.log" | head -1 | sed 's#/dumps/rank-0.json##')
+  build/gpu/lockstep doctor "$job" --export-fr "$out/export" | head -3 | tee "$out/doctor-export.txt"
+  ls "$out/export" | tee -a "$out/doctor-export.txt"
+  for prefix in "" "-p nccl_trace_rank_"; do
+    echo "== fr_trace $prefix" | tee -a "$out/fr_trace-export.txt"
+    timeout 120 python3 -m torch.distributed.flight_recorder.fr_trace $prefix "$out/export" 2>&1 | tail -25 \
+      | tee -a "$out/fr_trace-export.txt"
+  done
+  nproc | tee "$out/bench-doctor.txt"
+  build/gpu/bench/lockstep_bench_doctor --benchmark_filter='TorchFlightRecorder|DoctorDiagnose/1024' 2>&1 \
+    | tee -a "$out/bench-doctor.txt"
+  exit 0
+fi
 cmake --build build/gpu -j "$(nproc)" --target lockstep > "$out/build.log" 2>&1 \
   || { grep -E "error" "$out/build.log" | head -20; exit 1; }
 work="$(mktemp -d)/real"

@@ -5,7 +5,7 @@
 # The .deb files come from `apt-get download` on a Debian 12 machine into
 # .device/debs (gitignored; fetch them on a Debian 12 machine with
 #   mkdir -p .device/debs .device/extra && cd .device/debs &&
-#   apt-get download libgloo0 libgloo-dev libxxhash-dev libhiredis0.14 libhiredis-dev \
+#   apt-get download libgloo0 libgloo-dev libxxhash-dev libhiredis0.14 libhiredis-dev libbenchmark-dev libbenchmark1debian \
 #     libibverbs1 libibverbs-dev libnl-3-200 libnl-route-3-200 &&
 #   cd ../extra && apt-get download pkgconf pkgconf-bin libpkgconf3 pkg-config
 # ) and carried to the GPU machine (`device` tool: carry [".device"]). They are

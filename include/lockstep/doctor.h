@@ -83,13 +83,16 @@ struct DoctorOptions {
 // Error(kInvalidArgument) only for a negative options.world_size.
 Diagnosis diagnose(const std::filesystem::path& dir, const DoctorOptions& options);
 
-// Writes each lockstep dump in `dir` as a PyTorch flight-recorder dump,
-// <out>/nccl_trace_rank_<R>.json (JSON, version 2.10), so PyTorch's own
-// analyzer (torch.distributed.flight_recorder.fr_trace) can read a lockstep
-// job too. Creates `out`; returns the files written. Throws Error{kResource}
-// naming a file that cannot be written.
+// Writes each lockstep dump in `dir` as a PyTorch flight-recorder dump
+// (version 2.10) so PyTorch's own analyzer can read a lockstep job too:
+// kPickle writes <out>/nccl_trace_rank_<R>, the pickle torch writes and
+// `python -m torch.distributed.flight_recorder.fr_trace <out>` reads; kJson
+// writes <out>/nccl_trace_rank_<R>.json. Creates `out`; returns the files
+// written. Throws Error{kResource} naming a file that cannot be written.
+enum class TorchFrFormat : std::uint8_t { kPickle, kJson };
 std::vector<std::filesystem::path> export_torch_flight_recorder(const std::filesystem::path& dir,
-                                                                const std::filesystem::path& out);
+                                                                const std::filesystem::path& out,
+                                                                TorchFrFormat format = TorchFrFormat::kPickle);
 
 // Human report: a "VERDICT: ..." line first, then the details. Pure.
 std::string format_text(const Diagnosis& diagnosis);

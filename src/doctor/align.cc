@@ -92,6 +92,22 @@ Analysis::Analysis(const DumpSet& dumps) : set(dumps) {
       g.records.push_back(record);
     }
   }
+  // A p2p call's peer belongs to its pair even if it never recorded a call
+  // there (it never posted the matching send or recv): it is behind the
+  // pair's first call.
+  for (GroupView& g : groups) {
+    if (g.records.empty()) continue;
+    const std::int64_t first_seq = std::min_element(g.records.begin(), g.records.end(), [](const OpRecord& x,
+                                                                                          const OpRecord& y) {
+                                     return x.seq < y.seq;
+                                   })->seq;
+    for (const OpRecord& r : g.records) {
+      if (r.kind != EventKind::kP2p || r.peer < 0 || dump_of(r.peer) == nullptr) continue;
+      const auto at = std::lower_bound(g.members.begin(), g.members.end(), r.peer,
+                                       [](const MemberSeq& m, int rank) { return m.rank < rank; });
+      if (at == g.members.end() || at->rank != r.peer) g.members.insert(at, {r.peer, first_seq - 1});
+    }
+  }
   for (GroupView& g : groups) sort_by_seq_then_rank(g.records);
   std::sort(groups.begin(), groups.end(), [&](const GroupView& a, const GroupView& b) {
     return str(a.group) < str(b.group);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "doctor/analysis.h"
+#include "doctor/pickle_writer.h"
 #include "doctor/torch_fr.h"
 #include "lockstep/assert.h"
 #include "lockstep/error.h"
@@ -118,7 +119,8 @@ Diagnosis diagnose(const std::filesystem::path& dir, const DoctorOptions& option
 }
 
 std::vector<std::filesystem::path> export_torch_flight_recorder(const std::filesystem::path& dir,
-                                                                const std::filesystem::path& out) {
+                                                                const std::filesystem::path& out,
+                                                                TorchFrFormat format) {
   const doctor::DumpSet set = doctor::load_dumps(dir, 0);
   std::error_code error;
   std::filesystem::create_directories(out, error);
@@ -126,10 +128,12 @@ std::vector<std::filesystem::path> export_torch_flight_recorder(const std::files
   std::vector<std::filesystem::path> written;
   for (const doctor::Dump& dump : set.dumps) {
     if (dump.role == "torch") continue;  // already PyTorch's own
+    const bool json = format == TorchFrFormat::kJson;
     const std::filesystem::path path =
-        out / (std::string(doctor::kTorchFrPrefixDefault) + std::to_string(dump.rank) + ".json");
+        out / (std::string(doctor::kTorchFrPrefixDefault) + std::to_string(dump.rank) + (json ? ".json" : ""));
     std::ofstream file(path, std::ios::binary | std::ios::trunc);
-    file << doctor::torch_fr_json(set, dump);
+    const nlohmann::json value = doctor::torch_fr_value(set, dump);
+    file << (json ? value.dump() : doctor::write_pickle(value));
     if (!file.flush()) throw Error(ErrorCode::kResource, path.string() + ": cannot write");
     written.push_back(path);
   }

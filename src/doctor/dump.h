@@ -28,8 +28,10 @@ inline constexpr std::int64_t kDumpVersion = 1;
 inline constexpr std::size_t kDumpBytesMax = std::size_t{256} << 20;
 inline constexpr std::size_t kEventsPerDumpMax = std::size_t{1} << 20;
 inline constexpr int kWorldSizeMax = 1 << 16;
-// Dumps are read by a few threads; the analysis itself is single-threaded.
-inline constexpr unsigned kReadThreadsMax = 8;
+// Dumps are read by one thread per core up to this many (a PyTorch
+// flight-recorder pickle costs far more to read than lockstep's JSON); the
+// analysis itself is single-threaded.
+inline constexpr unsigned kReadThreadsMax = 32;
 
 using StrId = std::uint32_t;  // 0 is always the empty string
 

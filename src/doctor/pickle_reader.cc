@@ -119,7 +119,14 @@ class Machine {
       const std::uint8_t op = byte();
       if (op == kStop) {
         if (stack_.size() != 1 || !marks_.empty()) fail("STOP with " + std::to_string(stack_.size()) + " values");
-        check_nesting(*stack_.back(), 0);
+        // Only a container pushed a second time (memo GET, DUP) can be
+        // shared or hold itself; without one the value is a tree, and a
+        // plain walk bounds its depth (torch memoizes strings, not containers).
+        if (shares_container_) {
+          check_nesting(*stack_.back(), 0);
+        } else {
+          check_tree_depth(*stack_.back(), 0);
+        }
         accepted_ = true;
         return stack_.back();
       }
@@ -148,6 +155,18 @@ class Machine {
     }
     heights_[&value] = below + 1;
     return below + 1;
+  }
+  static bool is_container(const PickleValue& value) {
+    return value.kind == Kind::kList || value.kind == Kind::kTuple || value.kind == Kind::kDict;
+  }
+  void check_tree_depth(const PickleValue& value, std::size_t depth) const {
+    if (!is_container(value)) return;
+    check_depth(depth + 1);
+    for (const Ref& item : value.items) check_tree_depth(*item, depth + 1);
+    for (const auto& [key, item] : value.entries) {
+      check_tree_depth(*key, depth + 1);
+      check_tree_depth(*item, depth + 1);
+    }
   }
   void check_depth(std::size_t levels) const {
     if (levels > limits_.depth_max) {
@@ -292,7 +311,9 @@ class Machine {
     if (index >= memo_.size() || memo_[static_cast<std::size_t>(index)] == nullptr) {
       fail("memo entry " + std::to_string(index) + " was never put");
     }
-    push(memo_[static_cast<std::size_t>(index)]);
+    const Ref& value = memo_[static_cast<std::size_t>(index)];
+    shares_container_ = shares_container_ || is_container(*value);
+    push(value);
   }
 
   void step(std::uint8_t op) {
@@ -306,7 +327,10 @@ class Machine {
       case kMark: marks_.push_back(stack_.size()); return;
       case kPop: pop(); return;
       case kPopMark: pop_mark(); return;
-      case kDup: push(top()); return;
+      case kDup:
+        shares_container_ = shares_container_ || is_container(*top());
+        push(top());
+        return;
       case kNone: push(make(Kind::kNone)); return;
       case kNewTrue:
       case kNewFalse: {
@@ -410,6 +434,7 @@ class Machine {
   std::vector<Ref> memo_;
   std::vector<Ref> containers_;  // every container made, to break cycles of a refused pickle
   bool accepted_ = false;
+  bool shares_container_ = false;  // a container was pushed twice (memo GET or DUP)
   static constexpr std::size_t kOnPath = 0;  // a container being walked (finished ones have height >= 1)
   std::unordered_map<const PickleValue*, std::size_t> heights_;
 };

@@ -5,6 +5,8 @@
 #include <charconv>
 #include <iterator>
 #include <map>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -126,14 +128,47 @@ struct Progress {
   std::int64_t completed = -1;
 };
 
-std::map<std::string, Progress> group_progress(const PickleValue& dump) {
-  std::map<std::string, Progress> out;
+// pg_status per group: collectives, and p2p where the version records it
+// ("last_started_p2p" / "last_completed_p2p"; absent before 2.4).
+struct GroupProgress {
+  Progress collective;
+  std::optional<Progress> p2p;
+};
+
+std::map<std::string, GroupProgress> group_progress(const PickleValue& dump) {
+  std::map<std::string, GroupProgress> out;
   const PickleValue* status = dump.get("pg_status");
   if (status == nullptr || status->kind != Kind::kDict) return out;
   for (const auto& [key, s] : status->entries) {
-    out[key_text(*key)] = {int_or(s->get("last_started_collective"), -1), int_or(s->get("last_completed_collective"), -1)};
+    GroupProgress& g = out[key_text(*key)];
+    g.collective = {int_or(s->get("last_started_collective"), -1), int_or(s->get("last_completed_collective"), -1)};
+    if (s->get("last_completed_p2p") != nullptr) {
+      g.p2p = Progress{int_or(s->get("last_started_p2p"), -1), int_or(s->get("last_completed_p2p"), -1)};
+    }
   }
   return out;
+}
+
+// A p2p entry's direction and peer (a group rank): torch names them
+// "nccl:send <rank>-><peer>" and "nccl:recv <rank><-<peer>".
+struct P2pEnd {
+  std::string op;  // "send" or "recv"
+  int peer = -1;
+};
+
+std::optional<P2pEnd> p2p_end(std::string_view name) {
+  if (const std::size_t colon = name.find(':'); colon != std::string_view::npos) name.remove_prefix(colon + 1);
+  for (const auto& [op, arrow] : {std::pair{"send", "->"}, std::pair{"recv", "<-"}}) {
+    if (!name.starts_with(op)) continue;
+    const std::size_t at = name.find(arrow);
+    if (at == std::string_view::npos) return std::nullopt;
+    int peer = -1;
+    const std::string_view digits = name.substr(at + 2);
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), peer);
+    if (ec != std::errc() || end != digits.data() + digits.size() || peer < 0) return std::nullopt;
+    return P2pEnd{op, peer};
+  }
+  return std::nullopt;
 }
 
 // PyTorch's dtype names in flight-recorder dumps and lockstep's, one table both ways.
@@ -231,6 +266,7 @@ Dump parse_torch_fr_dump(std::span<const std::uint8_t> bytes, const std::string&
   for (const auto& [name, members] : ranks) {
     for (const int r : members) dump.world_size = std::max(dump.world_size, r + 1);
   }
+  std::map<std::string, std::int64_t> pair_calls;  // p2p calls seen so far per pair of ranks
   for (const auto& entry : entries.items) {
     if (entry->kind != Kind::kDict) bad(file, "entries[]", "holds a " + std::string(pickle_kind_name(entry->kind)));
     const PickleValue* pg = entry->get("process_group");
@@ -242,15 +278,41 @@ Dump parse_torch_fr_dump(std::span<const std::uint8_t> bytes, const std::string&
     Event e;
     e.kind = p2p ? EventKind::kP2p : EventKind::kCollective;
     e.group_seq = int_or(entry->get(p2p ? "p2p_seq_id" : "collective_seq_id"), -1);
-    e.group = strings.intern(p2p ? group + " p2p" : group);
+    e.group = strings.intern(group);
     const PickleValue* name = entry->get("profiling_name");
     std::string op = name != nullptr && name->is_string() ? name->text : "unknown";
     if (const std::size_t colon = op.find(':'); colon != std::string::npos) op = op.substr(colon + 1);
+    const auto members = ranks.find(group);
+    const Progress* seen = nullptr;
+    if (const auto it = progress.find(group); it != progress.end()) {
+      seen = p2p ? (it->second.p2p ? &*it->second.p2p : nullptr) : &it->second.collective;
+    }
+    e.state = state_of(entry->get("state"), e.group_seq, seen);
+    if (p2p) {
+      // NCCL pairs p2p calls in order per pair of ranks: each pair is its own
+      // group, "<pg> p2p <a>-<b>" (global ranks), the peer a global rank. In a
+      // group of two, p2p_seq_id counts exactly that pair's calls on both
+      // sides; in a larger group it counts every peer's, so the pair's own
+      // order (its n-th call here) is the seq — valid while neither rank's
+      // buffer has dropped that pair's older entries.
+      const std::optional<P2pEnd> end = p2p_end(op);
+      if (end) {
+        op = end->op;
+        const bool known = members != ranks.end() && end->peer < static_cast<int>(members->second.size());
+        e.peer = known ? members->second[static_cast<std::size_t>(end->peer)] : end->peer;
+        const std::string pair = group + " p2p " + std::to_string(std::min(rank, e.peer)) + "-" +
+                                 std::to_string(std::max(rank, e.peer));
+        e.group = strings.intern(pair);
+        std::int64_t& nth = pair_calls[pair];
+        ++nth;
+        if (!known || members->second.size() != 2) e.group_seq = nth;
+      } else {
+        e.group = strings.intern(group + " p2p");
+      }
+    }
     e.op = strings.intern(op);
     e.count = elements_of(entry->get("input_sizes"));
     e.dtype = strings.intern(dtype_of(entry->get("input_dtypes")));
-    const auto it = progress.find(group);
-    e.state = state_of(entry->get("state"), e.group_seq, p2p || it == progress.end() ? nullptr : &it->second);
     e.t_ns = int_or(entry->get("time_created_ns"), 0);
     e.detail = strings.intern(user_frame(entry->get("frames")));
     e.thread = strings.intern("torch");
@@ -266,6 +328,21 @@ Dump parse_torch_fr_dump(std::span<const std::uint8_t> bytes, const std::string&
 
 namespace {
 
+// Position of `rank` among the ranks with calls in `group` (its group rank
+// when every member made calls).
+int group_rank(const std::map<StrId, std::vector<int>>& members, StrId group, int rank) {
+  const std::vector<int>& ranks = members.at(group);
+  return static_cast<int>(std::find(ranks.begin(), ranks.end(), rank) - ranks.begin());
+}
+
+// torch's naming, so a reader pairs p2p calls: "lockstep:send 0->1",
+// "lockstep:recv 1<-0" (group ranks); a collective is "lockstep:<op>".
+std::string profiling_name(const std::string& op, bool p2p, int me, int peer) {
+  std::string name = "lockstep:" + op;
+  if (!p2p || peer < 0) return name;
+  return name + " " + std::to_string(me) + (op == "send" ? "->" : "<-") + std::to_string(peer);
+}
+
 std::string torch_dtype_name(std::string_view lockstep_name) {
   for (const auto& [torch_name, name] : kDtypeNames) {
     if (name == lockstep_name) return std::string(torch_name);
@@ -275,7 +352,7 @@ std::string torch_dtype_name(std::string_view lockstep_name) {
 
 }  // namespace
 
-std::string torch_fr_json(const DumpSet& set, const Dump& dump) {
+nlohmann::json torch_fr_value(const DumpSet& set, const Dump& dump) {
   std::map<StrId, std::vector<int>> members;  // group -> ranks with calls in it
   for (const Dump& d : set.dumps) {
     for (const Event& e : d.events) {
@@ -319,7 +396,8 @@ std::string torch_fr_json(const DumpSet& set, const Dump& dump) {
                        {"collective_seq_id", p2p ? 0 : e.group_seq},
                        {"p2p_seq_id", p2p ? e.group_seq : 0},
                        {"op_id", e.group_seq},
-                       {"profiling_name", "lockstep:" + set.strings.str(e.op)},
+                       {"profiling_name", profiling_name(set.strings.str(e.op), p2p, group_rank(members, e.group, dump.rank),
+                                                         e.peer)},
                        {"time_created_ns", e.t_ns},
                        {"input_sizes", {{e.count}}},
                        {"input_dtypes", {dtype}},
@@ -345,8 +423,7 @@ std::string torch_fr_json(const DumpSet& set, const Dump& dump) {
                                       {"last_completed_collective", p[2]}};
   }
   return nlohmann::json{{"version", "2.10"}, {"rank", dump.rank}, {"pg_config", config}, {"pg_status", status},
-                        {"entries", entries}}
-      .dump();
+                        {"entries", entries}};
 }
 
 }  // namespace lockstep::doctor

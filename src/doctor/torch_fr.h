@@ -26,6 +26,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "doctor/dump.h"
 
 namespace lockstep::doctor {
@@ -43,12 +45,13 @@ std::optional<int> torch_fr_rank(std::string_view file_name, std::string_view pr
 Dump parse_torch_fr_dump(std::span<const std::uint8_t> bytes, const std::string& file, int rank,
                          StringTable& strings);
 
-// The other way: one lockstep dump as a flight-recorder dump (JSON, version
-// "2.10"), for PyTorch's own analyzer. Groups become process groups whose
+// The other way: one lockstep dump as a flight-recorder dump (version
+// "2.10"; write it with write_pickle, as torch does, or as JSON), for
+// PyTorch's own analyzer. Groups become process groups whose
 // ranks are every rank of `set` with calls in them; collectives and p2p calls
 // become entries with their seq, op ("lockstep:<op>"), count, dtype and
 // state; "pg_status" gives each group's last enqueued / started / completed
 // seq. Pure.
-std::string torch_fr_json(const DumpSet& set, const Dump& dump);
+nlohmann::json torch_fr_value(const DumpSet& set, const Dump& dump);
 
 }  // namespace lockstep::doctor

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <string>
 
+#include "doctor/pickle_reader.h"
+#include "doctor/pickle_writer.h"
 #include "doctor/torch_fr.h"
 #include "lockstep/doctor.h"
 #include "lockstep/trace.h"
@@ -62,6 +64,37 @@ TEST(TorchFlightRecorder, AVersionOutsideTheReadRangeIsAProblemNamingIt) {
       << d.problems[0].message;
 }
 
+// p2p entries pair per pair of ranks, the peer read from torch's profiling
+// name ("nccl:send 0->1"): a size mismatch between a send and its recv names
+// both ends (a pair has no majority).
+TEST(TorchFlightRecorder, APairWhoseSendAndRecvDisagreeIsAMismatchNamingBothEnds) {
+  const Diagnosis d = diagnose_fixture("p2p-size");
+  EXPECT_TRUE(d.problems.empty());
+  EXPECT_EQ(d.verdict, Verdict::kMismatch) << format_text(d);
+  EXPECT_EQ(d.primary.ranks, (std::vector<int>{0, 1}));
+  EXPECT_EQ(d.primary.group, "0 p2p 0-1");
+  EXPECT_EQ(d.primary.group_seq, 1);
+  const std::string text = format_text(d);
+  EXPECT_NE(text.find("rank 0 called send(f32 x1024, peer 1)"), std::string::npos) << text;
+  EXPECT_NE(text.find("rank 1 called recv(f32 x512, peer 0)"), std::string::npos) << text;
+}
+
+// Rank 0 sends to ranks 1 and 2; one of them never posts its recv. Rank 0's
+// p2p_seq_id numbers both peers' calls, so pairing by it would set the
+// innocent peer's recv against the wrong send: the doctor pairs per pair and
+// names the rank that never posted, wherever it sits.
+TEST(TorchFlightRecorder, ARecvNeverPostedNamesThatPeerNotTheOther) {
+  for (int culprit : {1, 2}) {
+    SCOPED_TRACE("culprit rank " + std::to_string(culprit));
+    const Diagnosis d = diagnose_fixture("p2p-unposted-" + std::to_string(culprit));
+    EXPECT_TRUE(d.problems.empty());
+    EXPECT_EQ(d.primary.ranks, std::vector<int>{culprit}) << format_text(d);
+    EXPECT_EQ(d.primary.group, "0 p2p 0-" + std::to_string(culprit)) << format_text(d);
+    EXPECT_EQ(d.primary.op, "send") << format_text(d);
+    EXPECT_TRUE(d.verdict == Verdict::kHang || d.verdict == Verdict::kMissingParticipant) << format_text(d);
+  }
+}
+
 // Real dumps: torch 2.11 on 2 H200s, faults planted by
 // fixtures/torch_fr/plant_fault.py (scripts/device_fr_fixtures.sh, 2026-11-27).
 // A rank that skipped, broadcast instead, or was killed ended without a dump.
@@ -98,22 +131,53 @@ TEST(TorchFlightRecorder, TraceRendersTheirCallsPerRank) {
   EXPECT_NE(out.str().find("all_reduce #3"), std::string::npos) << out.str();
 }
 
+// A real C4 job (rank 2 SIGSTOPped in the mesh) through the export and back,
+// in both forms: the pickle (what fr_trace reads) and JSON.
 TEST(TorchFlightRecorder, LockstepDumpsExportedAsFlightRecorderDumpsGiveTheSameVerdict) {
-  // A real C4 job (rank 2 SIGSTOPped in the mesh) through the export and back.
   const std::string lockstep_dumps = kFixtures + "/../c4_sigstop";
-  const std::filesystem::path out = std::filesystem::temp_directory_path() /
-                                    ("lockstep-fr-export-" + std::to_string(::getpid()));
-  const auto written = export_torch_flight_recorder(lockstep_dumps, out);
-  ASSERT_EQ(written.size(), 3u);
-  EXPECT_EQ(written[0].filename(), "nccl_trace_rank_0.json");
   const Diagnosis original = diagnose(lockstep_dumps, DoctorOptions{});
-  const Diagnosis exported = diagnose(out, DoctorOptions{});
-  std::filesystem::remove_all(out);
-  EXPECT_TRUE(exported.problems.empty()) << exported.problems[0].message;
-  EXPECT_EQ(exported.verdict, original.verdict) << format_text(exported);
-  EXPECT_EQ(exported.primary.ranks, original.primary.ranks);
-  EXPECT_EQ(exported.primary.group, "mesh");
-  EXPECT_EQ(exported.primary.group_seq, original.primary.group_seq);
+  for (const auto& [format, first_file] : {std::pair{TorchFrFormat::kPickle, "nccl_trace_rank_0"},
+                                           std::pair{TorchFrFormat::kJson, "nccl_trace_rank_0.json"}}) {
+    SCOPED_TRACE(first_file);
+    const std::filesystem::path out = std::filesystem::temp_directory_path() /
+                                      ("lockstep-fr-export-" + std::to_string(::getpid()));
+    const auto written = export_torch_flight_recorder(lockstep_dumps, out, format);
+    ASSERT_EQ(written.size(), 3u);
+    EXPECT_EQ(written[0].filename(), first_file);
+    const Diagnosis exported = diagnose(out, DoctorOptions{});
+    std::filesystem::remove_all(out);
+    EXPECT_TRUE(exported.problems.empty()) << exported.problems[0].message;
+    EXPECT_EQ(exported.verdict, original.verdict) << format_text(exported);
+    EXPECT_EQ(exported.primary.ranks, original.primary.ranks);
+    EXPECT_EQ(exported.primary.group, "mesh");
+    EXPECT_EQ(exported.primary.group_seq, original.primary.group_seq);
+  }
+}
+
+// The writer's pickles read back through the restricted reader value for
+// value: ints of every width, floats, strings written once and referenced
+// after, nested containers, empty ones.
+TEST(TorchFlightRecorder, PickleWriterRoundTripsThroughTheReader) {
+  const nlohmann::json value = {{"small", -7},          {"big", 1'700'000'000'123'456'789LL}, {"real", 2.5},
+                                {"text", "frame.py"},   {"again", "frame.py"},                {"none", nullptr},
+                                {"yes", true},          {"list", {1, "frame.py", {{"k", false}}}},
+                                {"empty_list", nlohmann::json::array()}, {"empty_dict", nlohmann::json::object()}};
+  const std::string bytes = doctor::write_pickle(value);
+  const auto root = doctor::read_pickle(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  EXPECT_EQ(root->get("small")->integer, -7);
+  EXPECT_EQ(root->get("big")->integer, 1'700'000'000'123'456'789LL);
+  EXPECT_EQ(root->get("real")->real, 2.5);
+  EXPECT_EQ(root->get("again")->text, "frame.py");
+  EXPECT_EQ(root->get("none")->kind, doctor::PickleValue::Kind::kNone);
+  EXPECT_TRUE(root->get("yes")->boolean);
+  ASSERT_EQ(root->get("list")->items.size(), 3u);
+  EXPECT_EQ(root->get("list")->items[1]->text, "frame.py");
+  EXPECT_FALSE(root->get("list")->items[2]->get("k")->boolean);
+  EXPECT_TRUE(root->get("empty_list")->items.empty());
+  EXPECT_EQ(root->get("empty_dict")->kind, doctor::PickleValue::Kind::kDict);
+  std::size_t copies = 0;
+  for (auto at = bytes.find("frame.py"); at != std::string::npos; at = bytes.find("frame.py", at + 1)) ++copies;
+  EXPECT_EQ(copies, 1u) << "a repeated string is a memo reference";
 }
 
 TEST(TorchFlightRecorder, FileNamesGiveTheRank) {

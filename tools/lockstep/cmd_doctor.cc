@@ -1,4 +1,5 @@
-// `lockstep doctor [DIR] [--torch-fr PREFIX] [--export-fr OUT] [--json] [--world-size N]`: the
+// `lockstep doctor [DIR] [--torch-fr PREFIX] [--export-fr OUT [--export-fr-format pickle|json]] [--json]
+// [--world-size N]`: the
 // verdict on a job's flight-recorder dumps — lockstep's (rank-R.json) and
 // PyTorch's (<prefix>R, pickle or JSON) — merged by rank. The exit status is
 // the verdict class (lockstep::Verdict).
@@ -17,6 +18,7 @@ void register_doctor(CLI::App& app) {
     std::string dir;
     std::string torch_fr;
     std::string export_fr;
+    std::string export_fr_format = "pickle";
     bool json = false;
     int world_size = 0;
   };
@@ -30,8 +32,12 @@ void register_doctor(CLI::App& app) {
                   "PyTorch flight-recorder dumps by their prefix, as TORCH_NCCL_DEBUG_INFO_TEMP_FILE names "
                   "them (e.g. /tmp/nccl_trace_rank_)");
   cmd->add_option("--export-fr", args->export_fr,
-                  "also write every lockstep dump as a PyTorch flight-recorder dump (JSON) into this directory, "
-                  "for torch.distributed.flight_recorder.fr_trace");
+                  "also write every lockstep dump as a PyTorch flight-recorder dump into this directory, "
+                  "for python -m torch.distributed.flight_recorder.fr_trace");
+  cmd->add_option("--export-fr-format", args->export_fr_format,
+                  "pickle (nccl_trace_rank_<R>, what torch writes and fr_trace reads; default) or json "
+                  "(nccl_trace_rank_<R>.json)")
+      ->check(CLI::IsMember({"pickle", "json"}));
   cmd->add_flag("--json", args->json, "print the diagnosis as JSON");
   cmd->add_option("--world-size", args->world_size, "expected number of ranks (default: from the dumps)")
       ->check(CLI::Range(1, 1 << 16));
@@ -46,7 +52,8 @@ void register_doctor(CLI::App& app) {
     }
     if (dir.empty()) throw CLI::ValidationError("dir", "give a job or dumps directory, or --torch-fr PREFIX");
     if (!args->export_fr.empty()) {
-      for (const auto& path : export_torch_flight_recorder(dir, args->export_fr)) {
+      const TorchFrFormat format = args->export_fr_format == "json" ? TorchFrFormat::kJson : TorchFrFormat::kPickle;
+      for (const auto& path : export_torch_flight_recorder(dir, args->export_fr, format)) {
         std::fprintf(stderr, "lockstep doctor: wrote %s\n", path.c_str());
       }
     }
