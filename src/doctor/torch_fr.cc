@@ -335,10 +335,11 @@ int group_rank(const std::map<StrId, std::vector<int>>& members, StrId group, in
   return static_cast<int>(std::find(ranks.begin(), ranks.end(), rank) - ranks.begin());
 }
 
-// torch's naming, so a reader pairs p2p calls: "lockstep:send 0->1",
-// "lockstep:recv 1<-0" (group ranks); a collective is "lockstep:<op>".
+// torch's naming, which fr_trace insists on (the "nccl:" prefix, its op
+// names): "nccl:all_reduce", "nccl:all_reduce_barrier" for a barrier, and for
+// p2p "nccl:send 0->1" / "nccl:recv 1<-0" (group ranks), so a reader pairs them.
 std::string profiling_name(const std::string& op, bool p2p, int me, int peer) {
-  std::string name = "lockstep:" + op;
+  std::string name = "nccl:" + (op == "barrier" ? std::string("all_reduce_barrier") : op);
   if (!p2p || peer < 0) return name;
   return name + " " + std::to_string(me) + (op == "send" ? "->" : "<-") + std::to_string(peer);
 }

@@ -49,7 +49,8 @@ Dump parse_torch_fr_dump(std::span<const std::uint8_t> bytes, const std::string&
 // "2.10"; write it with write_pickle, as torch does, or as JSON), for
 // PyTorch's own analyzer. Groups become process groups whose
 // ranks are every rank of `set` with calls in them; collectives and p2p calls
-// become entries with their seq, op ("lockstep:<op>"), count, dtype and
+// become entries with their seq, op (named as torch names them, see
+// profiling_name in torch_fr.cc), count, dtype and
 // state; "pg_status" gives each group's last enqueued / started / completed
 // seq. Pure.
 nlohmann::json torch_fr_value(const DumpSet& set, const Dump& dump);
