@@ -94,7 +94,8 @@ Analysis::Analysis(const DumpSet& dumps) : set(dumps) {
   }
   // A p2p call's peer belongs to its pair even if it never recorded a call
   // there (it never posted the matching send or recv): it is behind the
-  // pair's first call.
+  // pair's first call. Only PyTorch's dumps name the peer as a global rank
+  // (torch_fr.cc maps it); lockstep's name a group rank.
   for (GroupView& g : groups) {
     if (g.records.empty()) continue;
     const std::int64_t first_seq = std::min_element(g.records.begin(), g.records.end(), [](const OpRecord& x,
@@ -103,6 +104,7 @@ Analysis::Analysis(const DumpSet& dumps) : set(dumps) {
                                    })->seq;
     for (const OpRecord& r : g.records) {
       if (r.kind != EventKind::kP2p || r.peer < 0 || dump_of(r.peer) == nullptr) continue;
+      if (const Dump* own = dump_of(r.rank); own == nullptr || own->role != "torch") continue;
       const auto at = std::lower_bound(g.members.begin(), g.members.end(), r.peer,
                                        [](const MemberSeq& m, int rank) { return m.rank < rank; });
       if (at == g.members.end() || at->rank != r.peer) g.members.insert(at, {r.peer, first_seq - 1});

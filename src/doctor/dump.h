@@ -32,6 +32,9 @@ inline constexpr int kWorldSizeMax = 1 << 16;
 // flight-recorder pickle costs far more to read than lockstep's JSON); the
 // analysis itself is single-threaded.
 inline constexpr unsigned kReadThreadsMax = 32;
+// File bytes the readers hold at once (a parsed pickle takes several times
+// its size): fewer threads for larger files.
+inline constexpr std::uintmax_t kReadBytesInFlightMax = std::uintmax_t{1} << 30;
 
 using StrId = std::uint32_t;  // 0 is always the empty string
 
@@ -111,6 +114,11 @@ struct Dump {
   std::int64_t stale_drops = 0;
   std::int64_t duplicate_drops = 0;
   std::vector<Event> events;
+  // PyTorch dumps: p2p groups whose seq is the call's order in its direction
+  // (a process group of more than two), and whether this rank's ring buffer
+  // dropped entries, which makes that order differ between the two sides.
+  std::vector<StrId> p2p_order_groups;
+  bool entries_dropped = false;
 };
 
 struct DumpSet {

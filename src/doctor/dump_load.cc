@@ -99,7 +99,16 @@ void load_parallel(const std::vector<DumpFile>& files, std::vector<Loaded>& load
   auto worker = [&] {
     for (std::size_t i = next.fetch_add(1); i < files.size(); i = next.fetch_add(1)) load_one(files[i], loaded[i]);
   };
-  const unsigned threads = std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, kReadThreadsMax);
+  // Each reader holds one file and what it parses to at once: as many as
+  // kReadBytesInFlightMax of file allows, one per core, at most kReadThreadsMax.
+  std::uintmax_t largest = 1;
+  for (const DumpFile& file : files) {
+    std::error_code error;
+    const std::uintmax_t size = std::filesystem::file_size(file.path, error);
+    if (!error) largest = std::max(largest, size);
+  }
+  const auto by_bytes = static_cast<unsigned>(std::clamp<std::uintmax_t>(kReadBytesInFlightMax / largest, 1, kReadThreadsMax));
+  const unsigned threads = std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, by_bytes);
   std::vector<std::jthread> pool;
   for (unsigned t = 1; t < std::min<std::size_t>(threads, files.size()); ++t) pool.emplace_back(worker);
   worker();
@@ -123,6 +132,32 @@ void remap_strings(Dump& d, const StringTable& local, StringTable& global) {
     a.group = map[a.group];
   }
   for (Ledger& l : d.ledgers) l.group = map[l.group];
+  for (StrId& group : d.p2p_order_groups) group = map[group];
+}
+
+// PyTorch p2p calls paired by their order in a direction (torch_fr.cc) can be
+// paired only while every rank kept all its entries: once one rank's ring
+// buffer dropped some, the n-th call means different calls on the two sides.
+// Then every rank's calls of those groups become notes, and no verdict rests
+// on them.
+void unpair_p2p_order_after_drops(DumpSet& set) {
+  const auto dropping = std::find_if(set.dumps.begin(), set.dumps.end(), [](const Dump& d) {
+    return d.entries_dropped && !d.p2p_order_groups.empty();
+  });
+  if (dropping == set.dumps.end()) return;
+  set.problems.push_back({dropping->file, dropping->file + ": p2p calls of process groups of more than two ranks "
+                                                           "are not paired: this rank's flight recorder dropped "
+                                                           "older entries (raise TORCH_FR_BUFFER_SIZE)"});
+  std::vector<StrId> groups;
+  for (const Dump& d : set.dumps) groups.insert(groups.end(), d.p2p_order_groups.begin(), d.p2p_order_groups.end());
+  const StrId why = set.strings.intern("p2p call not paired: a rank's flight recorder dropped older entries");
+  for (Dump& d : set.dumps) {
+    for (Event& e : d.events) {
+      if (e.kind != EventKind::kP2p || std::find(groups.begin(), groups.end(), e.group) == groups.end()) continue;
+      e.kind = EventKind::kNote;
+      e.detail = why;
+    }
+  }
 }
 
 void settle_world_size(DumpSet& set, int world_size_override) {
@@ -184,6 +219,9 @@ DumpSet load_dumps(const std::filesystem::path& dir, int world_size_override, st
       remap_strings(*l.dump, l.strings, set.strings);
       Dump& merged = set.dumps.back();
       merged.events.insert(merged.events.end(), l.dump->events.begin(), l.dump->events.end());
+      merged.p2p_order_groups.insert(merged.p2p_order_groups.end(), l.dump->p2p_order_groups.begin(),
+                                     l.dump->p2p_order_groups.end());
+      merged.entries_dropped = merged.entries_dropped || l.dump->entries_dropped;
       merged.world_size = std::max(merged.world_size, l.dump->world_size);
       continue;
     }
@@ -195,6 +233,7 @@ DumpSet load_dumps(const std::filesystem::path& dir, int world_size_override, st
     remap_strings(*l.dump, l.strings, set.strings);
     set.dumps.push_back(std::move(*l.dump));
   }
+  unpair_p2p_order_after_drops(set);
   settle_world_size(set, world_size_override);
   return set;
 }

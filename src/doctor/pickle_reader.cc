@@ -289,7 +289,6 @@ class Machine {
   }
   void set_items(PickleValue& dict, std::vector<Ref> items) {
     if (items.size() % 2 != 0) fail("SETITEMS with an odd number of values");
-    if (dict.kind == Kind::kDict) dict.entries.reserve(dict.entries.size() + items.size() / 2);
     for (std::size_t i = 0; i < items.size(); i += 2) set_item(dict, items[i], items[i + 1]);
   }
   Ref tuple_of(std::vector<Ref> items) {
@@ -371,7 +370,6 @@ class Machine {
       case kAppends: {
         std::vector<Ref> items = pop_mark();
         Ref& list = top();
-        if (list->kind == Kind::kList) list->items.reserve(list->items.size() + items.size());
         for (Ref& item : items) append(*list, std::move(item));
         return;
       }

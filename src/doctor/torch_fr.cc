@@ -266,7 +266,10 @@ Dump parse_torch_fr_dump(std::span<const std::uint8_t> bytes, const std::string&
   for (const auto& [name, members] : ranks) {
     for (const int r : members) dump.world_size = std::max(dump.world_size, r + 1);
   }
-  std::map<std::string, std::int64_t> pair_calls;  // p2p calls seen so far per pair of ranks
+  std::map<std::string, std::int64_t> channel_calls;  // p2p calls seen so far per direction of a pair
+  // torch numbers records from 0 and drops the oldest once its buffer is full.
+  dump.entries_dropped = !entries.items.empty() && entries.items.front()->kind == Kind::kDict &&
+                         int_or(entries.items.front()->get("record_id"), 0) > 0;
   for (const auto& entry : entries.items) {
     if (entry->kind != Kind::kDict) bad(file, "entries[]", "holds a " + std::string(pickle_kind_name(entry->kind)));
     const PickleValue* pg = entry->get("process_group");
@@ -289,25 +292,34 @@ Dump parse_torch_fr_dump(std::span<const std::uint8_t> bytes, const std::string&
     }
     e.state = state_of(entry->get("state"), e.group_seq, seen);
     if (p2p) {
-      // NCCL pairs p2p calls in order per pair of ranks: each pair is its own
-      // group, "<pg> p2p <a>-<b>" (global ranks), the peer a global rank. In a
-      // group of two, p2p_seq_id counts exactly that pair's calls on both
-      // sides; in a larger group it counts every peer's, so the pair's own
-      // order (its n-th call here) is the seq — valid while neither rank's
-      // buffer has dropped that pair's older entries.
+      // NCCL matches p2p messages in order per direction of a pair of ranks:
+      // each direction is its own group, "<pg> p2p <src>-><dst>" (global
+      // ranks), holding the sender's send and the receiver's recv, so a batch
+      // that both sends and receives pairs each message with its match. In a
+      // group of two, p2p_seq_id counts the pair's calls alike on both sides
+      // and is the seq (a batch's ops share one); in a larger group it counts
+      // every peer's calls, so the direction's own order (its n-th call here)
+      // is the seq — only while no rank dropped entries (load_dumps turns
+      // such calls into notes when one did).
       const std::optional<P2pEnd> end = p2p_end(op);
-      if (end) {
+      const bool known = end && members != ranks.end() && end->peer < static_cast<int>(members->second.size());
+      if (known) {
         op = end->op;
-        const bool known = members != ranks.end() && end->peer < static_cast<int>(members->second.size());
-        e.peer = known ? members->second[static_cast<std::size_t>(end->peer)] : end->peer;
-        const std::string pair = group + " p2p " + std::to_string(std::min(rank, e.peer)) + "-" +
-                                 std::to_string(std::max(rank, e.peer));
-        e.group = strings.intern(pair);
-        std::int64_t& nth = pair_calls[pair];
-        ++nth;
-        if (!known || members->second.size() != 2) e.group_seq = nth;
+        e.peer = members->second[static_cast<std::size_t>(end->peer)];
+        const bool send = end->op == "send";
+        const std::string channel = group + " p2p " + std::to_string(send ? rank : e.peer) + "->" +
+                                    std::to_string(send ? e.peer : rank);
+        e.group = strings.intern(channel);
+        const std::int64_t nth = ++channel_calls[channel];
+        if (members->second.size() != 2) {
+          e.group_seq = nth;
+          if (std::find(dump.p2p_order_groups.begin(), dump.p2p_order_groups.end(), e.group) ==
+              dump.p2p_order_groups.end()) {
+            dump.p2p_order_groups.push_back(e.group);
+          }
+        }
       } else {
-        e.group = strings.intern(group + " p2p");
+        e.group = strings.intern(group + " p2p");  // a peer pg_config does not name: not paired
       }
     }
     e.op = strings.intern(op);

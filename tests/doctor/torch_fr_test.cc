@@ -64,19 +64,43 @@ TEST(TorchFlightRecorder, AVersionOutsideTheReadRangeIsAProblemNamingIt) {
       << d.problems[0].message;
 }
 
-// p2p entries pair per pair of ranks, the peer read from torch's profiling
-// name ("nccl:send 0->1"): a size mismatch between a send and its recv names
-// both ends (a pair has no majority).
+// p2p entries pair per direction of a pair of ranks, the peer read from
+// torch's profiling name ("nccl:send 0->1"): a size mismatch between a send
+// and its recv names both ends (a pair has no majority).
 TEST(TorchFlightRecorder, APairWhoseSendAndRecvDisagreeIsAMismatchNamingBothEnds) {
   const Diagnosis d = diagnose_fixture("p2p-size");
   EXPECT_TRUE(d.problems.empty());
   EXPECT_EQ(d.verdict, Verdict::kMismatch) << format_text(d);
   EXPECT_EQ(d.primary.ranks, (std::vector<int>{0, 1}));
-  EXPECT_EQ(d.primary.group, "0 p2p 0-1");
+  EXPECT_EQ(d.primary.group, "0 p2p 0->1");
   EXPECT_EQ(d.primary.group_seq, 1);
   const std::string text = format_text(d);
   EXPECT_NE(text.find("rank 0 called send(f32 x1024, peer 1)"), std::string::npos) << text;
   EXPECT_NE(text.find("rank 1 called recv(f32 x512, peer 0)"), std::string::npos) << text;
+}
+
+// Once a rank's ring buffer dropped entries, the n-th call of a direction in
+// a group of more than two no longer means the same call on both sides: those
+// p2p entries stay notes, and no verdict rests on them.
+TEST(TorchFlightRecorder, P2pCallsOfAWrappedBufferAreNotPairedByOrder) {
+  const Diagnosis d = diagnose_fixture("p2p-wrapped");
+  ASSERT_EQ(d.problems.size(), 1u);
+  EXPECT_NE(d.problems[0].message.find("p2p calls of process groups of more than two ranks are not paired"),
+            std::string::npos)
+      << d.problems[0].message;
+  EXPECT_EQ(d.primary.group.find("p2p"), std::string::npos) << format_text(d);
+  const Diagnosis unwrapped = diagnose_fixture("p2p-unposted-2");
+  EXPECT_EQ(unwrapped.primary.group, "0 p2p 0->2") << "the same calls, unwrapped, are paired";
+}
+
+// One batch_isend_irecv on both ranks of a pair: the send and the recv share
+// a p2p_seq_id and each rank sends first; each message pairs with its match
+// in its own direction, so there is nothing to report.
+TEST(TorchFlightRecorder, ABatchedExchangeIsNoMismatch) {
+  const Diagnosis d = diagnose_fixture("p2p-batch");
+  EXPECT_TRUE(d.problems.empty());
+  EXPECT_NE(d.verdict, Verdict::kMismatch) << format_text(d);
+  EXPECT_EQ(d.primary.group.find("p2p"), std::string::npos) << format_text(d);
 }
 
 // Rank 0 sends to ranks 1 and 2; one of them never posts its recv. Rank 0's
@@ -89,7 +113,7 @@ TEST(TorchFlightRecorder, ARecvNeverPostedNamesThatPeerNotTheOther) {
     const Diagnosis d = diagnose_fixture("p2p-unposted-" + std::to_string(culprit));
     EXPECT_TRUE(d.problems.empty());
     EXPECT_EQ(d.primary.ranks, std::vector<int>{culprit}) << format_text(d);
-    EXPECT_EQ(d.primary.group, "0 p2p 0-" + std::to_string(culprit)) << format_text(d);
+    EXPECT_EQ(d.primary.group, "0 p2p 0->" + std::to_string(culprit)) << format_text(d);
     EXPECT_EQ(d.primary.op, "send") << format_text(d);
     EXPECT_TRUE(d.verdict == Verdict::kHang || d.verdict == Verdict::kMissingParticipant) << format_text(d);
   }

@@ -31,13 +31,14 @@ void register_doctor(CLI::App& app) {
   cmd->add_option("--torch-fr", args->torch_fr,
                   "PyTorch flight-recorder dumps by their prefix, as TORCH_NCCL_DEBUG_INFO_TEMP_FILE names "
                   "them (e.g. /tmp/nccl_trace_rank_)");
-  cmd->add_option("--export-fr", args->export_fr,
+  auto* export_fr = cmd->add_option("--export-fr", args->export_fr,
                   "also write every lockstep dump as a PyTorch flight-recorder dump into this directory, "
                   "for python -m torch.distributed.flight_recorder.fr_trace");
   cmd->add_option("--export-fr-format", args->export_fr_format,
                   "pickle (nccl_trace_rank_<R>, what torch writes and fr_trace reads; default) or json "
                   "(nccl_trace_rank_<R>.json)")
-      ->check(CLI::IsMember({"pickle", "json"}));
+      ->check(CLI::IsMember({"pickle", "json"}))
+      ->needs(export_fr);
   cmd->add_flag("--json", args->json, "print the diagnosis as JSON");
   cmd->add_option("--world-size", args->world_size, "expected number of ranks (default: from the dumps)")
       ->check(CLI::Range(1, 1 << 16));
