@@ -292,18 +292,28 @@ bool Supervisor::request_torch_dumps() {
     // Non-blocking: a pipe nobody reads (ENXIO) or a full one is skipped.
     Fd fd(::open(pipe.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
     if (!fd.valid() || ::write(fd.get(), "1\n", 2) != 2) continue;
-    torch_dumps_asked_.push_back(static_cast<int>(rank));
+    torch_dumps_asked_.push_back({static_cast<int>(rank), 0, now_ns()});
   }
   return !torch_dumps_asked_.empty();
 }
 
-bool Supervisor::torch_dumps_written() const {
-  return std::all_of(torch_dumps_asked_.begin(), torch_dumps_asked_.end(), [&](int rank) {
+bool Supervisor::torch_dumps_written() {
+  const std::int64_t now = now_ns();
+  bool all = true;
+  for (AskedDump& asked : torch_dumps_asked_) {
+    if (!slots_[static_cast<std::size_t>(asked.rank)].running) continue;
     const std::string dump = torch_fr_path("TORCH_NCCL_DEBUG_INFO_TEMP_FILE", kTorchFrDumpPrefix,
-                                           result_.ranks[static_cast<std::size_t>(rank)].rank, "");
+                                           result_.ranks[static_cast<std::size_t>(asked.rank)].rank, "");
     std::error_code error;
-    return !slots_[static_cast<std::size_t>(rank)].running || std::filesystem::exists(dump, error);
-  });
+    const std::uintmax_t size = std::filesystem::file_size(dump, error);
+    const std::uintmax_t seen = error ? 0 : size;
+    if (seen != asked.size) {
+      asked.size = seen;
+      asked.size_since_ns = now;
+    }
+    all = all && asked.size > 0 && now - asked.size_since_ns >= kTorchDumpSettleMs * kNsPerMs;
+  }
+  return all;
 }
 
 void Supervisor::send_term_if_due() {

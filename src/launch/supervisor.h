@@ -21,6 +21,9 @@ namespace lockstep::launch_detail {
 
 // How long a stop waits for PyTorch's flight-recorder dumps it asked for.
 inline constexpr std::int64_t kTorchDumpWaitMs = 3000;
+// torch writes its dump in place, not by rename: a dump counts as written once
+// it is non-empty and its size held this long (a stop sooner could cut it).
+inline constexpr std::int64_t kTorchDumpSettleMs = 100;
 
 class Supervisor {
  public:
@@ -61,7 +64,7 @@ class Supervisor {
   std::string torch_fr_path(const char* variable, std::string_view default_prefix, int rank,
                             std::string_view suffix) const;
   bool request_torch_dumps();
-  bool torch_dumps_written() const;
+  bool torch_dumps_written();
   void send_term_if_due();
   void prefer_killed_rank_as_cause();
   void begin_stop(LaunchEnd why);
@@ -83,7 +86,12 @@ class Supervisor {
   bool stopping_ = false;
   bool term_sent_ = false;
   std::int64_t term_at_ns_ = 0;   // SIGTERM the ranks at this time (or once asked dumps exist)
-  std::vector<int> torch_dumps_asked_;  // local ranks whose PyTorch was asked to dump
+  struct AskedDump {
+    int rank = 0;                  // local rank whose PyTorch was asked to dump
+    std::uintmax_t size = 0;       // the dump's size when last looked at
+    std::int64_t size_since_ns = 0;  // when it last changed
+  };
+  std::vector<AskedDump> torch_dumps_asked_;
   bool kill_sent_ = false;
   std::int64_t kill_at_ns_ = 0;   // SIGKILL the rest at this time once stopping
   std::optional<std::int64_t> drain_until_ns_;  // set once no rank runs
