@@ -52,8 +52,9 @@ cp tests/doctor/fixtures/pickle/*.pkl "$corpus_work/"
 "build/fuzz/tests/fuzz/lockstep_fuzz_pickle" -max_total_time="$((fuzz_seconds / 2))" -rss_limit_mb=2048 "$corpus_work"
 rm -rf "$corpus_work"
 
-step "manual: rule → code → test links"
-python3 scripts/check_manual_links.py
+step "manual: rule → code → test links, commands against the CLI, and the checker's own mutation test"
+python3 scripts/check_manual_links.py --cli build/default/lockstep
+python3 scripts/check_manual_links.py --cli build/default/lockstep --self-test
 
 echo
 echo "test_all: every step passed"
