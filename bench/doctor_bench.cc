@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 #include <unistd.h>
@@ -73,54 +74,6 @@ std::string rank_dump(int rank, int ranks, int events) {
   return out;
 }
 
-class SyntheticJob {
- public:
-  SyntheticJob(int ranks, int events)
-      : dir_(std::filesystem::temp_directory_path() /
-             ("lockstep-doctor-bench-" + std::to_string(::getpid()) + "-" + std::to_string(ranks))) {
-    std::filesystem::create_directories(dir_ / "dumps");
-    for (int r = 0; r < ranks; ++r) {
-      const std::string text = rank_dump(r, ranks, events);
-      bytes_ += text.size();
-      std::ofstream(dir_ / "dumps" / ("rank-" + std::to_string(r) + ".json"), std::ios::binary) << text;
-    }
-  }
-  ~SyntheticJob() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  const std::filesystem::path& dir() const { return dir_; }
-  std::size_t bytes() const { return bytes_; }
-
- private:
-  std::filesystem::path dir_;
-  std::size_t bytes_ = 0;
-};
-
-const SyntheticJob& job(int ranks, int events) {
-  static std::map<std::pair<int, int>, std::unique_ptr<SyntheticJob>> jobs;
-  auto& j = jobs[{ranks, events}];
-  if (!j) j = std::make_unique<SyntheticJob>(ranks, events);
-  return *j;
-}
-
-void BM_DoctorDiagnose(benchmark::State& state) {
-  const int ranks = static_cast<int>(state.range(0));
-  const int events = static_cast<int>(state.range(1));
-  const SyntheticJob& j = job(ranks, events);
-  for (auto _ : state) {
-    lockstep::Diagnosis d = lockstep::diagnose(j.dir(), {});
-    if (d.verdict != lockstep::Verdict::kHang || d.primary.ranks != std::vector<int>{kStuckRank}) {
-      state.SkipWithError(("wrong verdict: " + d.primary.summary).c_str());
-      break;
-    }
-    benchmark::DoNotOptimize(d);
-  }
-  state.counters["dump_MB"] = static_cast<double>(j.bytes()) / 1e6;
-  state.counters["events"] = static_cast<double>(ranks) * events;
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * j.bytes()));
-}
-
 // ---- PyTorch flight-recorder dumps (issue 15) --------------------------------
 //
 // What torch 2.11 writes (version "2.10"): one pickle per rank, each entry a
@@ -177,19 +130,25 @@ std::string fr_rank_dump(int rank, int ranks, int entries) {
   return lockstep::doctor::write_pickle(dump);
 }
 
-class SyntheticTorchJob {
+// One job's dumps in a temporary job directory, written once per size.
+enum class DumpKind { kLockstep, kTorch };
+
+class SyntheticJob {
  public:
-  SyntheticTorchJob(int ranks, int entries)
+  SyntheticJob(DumpKind kind, int ranks, int per_rank)
       : dir_(std::filesystem::temp_directory_path() /
-             ("lockstep-doctor-fr-bench-" + std::to_string(::getpid()) + "-" + std::to_string(ranks))) {
-    std::filesystem::create_directories(dir_);
+             ("lockstep-doctor-bench-" + std::string(kind == DumpKind::kTorch ? "fr-" : "") +
+              std::to_string(::getpid()) + "-" + std::to_string(ranks))) {
+    std::filesystem::create_directories(dir_ / "dumps");
     for (int r = 0; r < ranks; ++r) {
-      const std::string bytes = fr_rank_dump(r, ranks, entries);
+      const bool torch = kind == DumpKind::kTorch;
+      const std::string bytes = torch ? fr_rank_dump(r, ranks, per_rank) : rank_dump(r, ranks, per_rank);
       bytes_ += bytes.size();
-      std::ofstream(dir_ / ("nccl_trace_rank_" + std::to_string(r)), std::ios::binary) << bytes;
+      const std::string name = torch ? "nccl_trace_rank_" + std::to_string(r) : "rank-" + std::to_string(r) + ".json";
+      std::ofstream(dir_ / "dumps" / name, std::ios::binary) << bytes;
     }
   }
-  ~SyntheticTorchJob() {
+  ~SyntheticJob() {
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }
@@ -201,12 +160,14 @@ class SyntheticTorchJob {
   std::size_t bytes_ = 0;
 };
 
-void BM_DoctorTorchFlightRecorder(benchmark::State& state) {
+// Times what `lockstep doctor DIR` does on the job of state.range(0) ranks ×
+// state.range(1) events (or entries) per rank: read + parse every file, align, judge.
+void diagnose_job(benchmark::State& state, DumpKind kind, const char* per_rank_counter) {
   const int ranks = static_cast<int>(state.range(0));
-  const int entries = static_cast<int>(state.range(1));
-  static std::map<std::pair<int, int>, std::unique_ptr<SyntheticTorchJob>> jobs;
-  auto& j = jobs[{ranks, entries}];
-  if (!j) j = std::make_unique<SyntheticTorchJob>(ranks, entries);
+  const int per_rank = static_cast<int>(state.range(1));
+  static std::map<std::tuple<DumpKind, int, int>, std::unique_ptr<SyntheticJob>> jobs;
+  auto& j = jobs[{kind, ranks, per_rank}];
+  if (!j) j = std::make_unique<SyntheticJob>(kind, ranks, per_rank);
   for (auto _ : state) {
     lockstep::Diagnosis d = lockstep::diagnose(j->dir(), {});
     if (d.verdict != lockstep::Verdict::kHang || d.primary.ranks != std::vector<int>{kStuckRank}) {
@@ -216,9 +177,12 @@ void BM_DoctorTorchFlightRecorder(benchmark::State& state) {
     benchmark::DoNotOptimize(d);
   }
   state.counters["dump_MB"] = static_cast<double>(j->bytes()) / 1e6;
-  state.counters["entries"] = static_cast<double>(ranks) * entries;
+  state.counters[per_rank_counter] = static_cast<double>(ranks) * per_rank;
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * j->bytes()));
 }
+
+void BM_DoctorDiagnose(benchmark::State& state) { diagnose_job(state, DumpKind::kLockstep, "events"); }
+void BM_DoctorTorchFlightRecorder(benchmark::State& state) { diagnose_job(state, DumpKind::kTorch, "entries"); }
 
 // Target (issue 15): the {1024, 2000} row at <= 2000 ms.
 BENCHMARK(BM_DoctorTorchFlightRecorder)->Args({64, 2000})->Args({1024, 2000})->Unit(benchmark::kMillisecond)

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "lockstep/collective_observer.h"
 
@@ -24,6 +25,19 @@ class CompletionProbe {
   enum class State : std::uint8_t { kPending, kDone, kFailed };
   // Non-blocking. On kFailed, `error` says why (e.g. NCCL's async error).
   virtual State poll(std::string& error) = 0;
+};
+
+// One completion seen by several tracked calls (each tracked on its own,
+// all finish together): the calls of one graph replay and its marker, or a
+// call Python completes through a FlagProbe it keeps. Polled by the
+// tracker's thread only.
+class SharedProbe final : public CompletionProbe {
+ public:
+  explicit SharedProbe(std::shared_ptr<CompletionProbe> probe) : probe_(std::move(probe)) {}
+  State poll(std::string& error) override { return probe_->poll(error); }
+
+ private:
+  std::shared_ptr<CompletionProbe> probe_;
 };
 
 // Where enqueued calls go to be watched until they complete. Lanes are FIFO:

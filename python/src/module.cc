@@ -74,17 +74,6 @@ CollectiveCall make_call(const std::string& group, int op, int dtype, std::uint6
                         has_out ? &kBuffer : nullptr};
 }
 
-
-// A FlagProbe the tracker owns and Python completes (torch future callback).
-class SharedFlagProbe final : public CompletionProbe {
- public:
-  explicit SharedFlagProbe(std::shared_ptr<FlagProbe> flag) : flag_(std::move(flag)) {}
-  State poll(std::string& error) override { return flag_->poll(error); }
-
- private:
-  std::shared_ptr<FlagProbe> flag_;
-};
-
 RankEnv env_from(const py::dict& env) {
   RankEnv out;
   out.rank = env["rank"].cast<int>();
@@ -222,10 +211,11 @@ void bind_runtime(py::module_& m) {
            [](ProcessRuntime& rt, std::size_t lane, const std::string& group, int op, int dtype,
               std::uint64_t count, int root_or_peer, std::int64_t timeout_ms, std::uint64_t seq) {
              const CollectiveCall call = make_call(group, op, dtype, count, root_or_peer, timeout_ms, true, true);
+             // The tracker polls it; Python keeps it and completes it (torch future callback).
              auto flag = std::make_shared<FlagProbe>();
              const CollectiveEvent event = rt.gate().event_of(call, seq, CollectiveState::kEnqueued);
              py::gil_scoped_release release;
-             rt.tracker().track(lane, event, std::make_unique<SharedFlagProbe>(flag), call.timeout);
+             rt.tracker().track(lane, event, std::make_unique<SharedProbe>(flag), call.timeout);
              return flag;
            })
       .def("track_cuda_event",

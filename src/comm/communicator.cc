@@ -162,21 +162,6 @@ std::vector<Communicator::CapturedCall> Communicator::end_capture() {
   return std::exchange(captured_, {});
 }
 
-namespace {
-
-// One completion shared by the calls of one replay: each is tracked on its
-// own, all finish when the marker does.
-class SharedProbe final : public CompletionProbe {
- public:
-  explicit SharedProbe(std::shared_ptr<CompletionProbe> marker) : marker_(std::move(marker)) {}
-  State poll(std::string& error) override { return marker_->poll(error); }
-
- private:
-  std::shared_ptr<CompletionProbe> marker_;
-};
-
-}  // namespace
-
 void Communicator::replay(const std::vector<CapturedCall>& calls, const std::function<void()>& launch) {
   owner_.check();
   if (capturing_) throw Error(ErrorCode::kInvalidArgument, "replay() while capturing");

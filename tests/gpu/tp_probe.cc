@@ -133,6 +133,24 @@ struct Layer {
   }
 };
 
+// The step sums f32 and bf16 only.
+ncclDataType_t nccl_type(DType dtype) { return dtype == DType::kF32 ? ncclFloat32 : ncclBfloat16; }
+
+// Rank 0 makes an NCCL id and publishes it under `key`; the others read it.
+ncclUniqueId shared_unique_id(Store& store, int rank, const std::string& key) {
+  ncclUniqueId id{};
+  if (rank == 0) {
+    require(ncclGetUniqueId(&id), "ncclGetUniqueId");
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(&id);
+    store.set(key, Bytes(bytes, bytes + sizeof(id)));
+    return id;
+  }
+  const Bytes bytes = store.get(key, kStartup);
+  if (bytes.size() != sizeof(id)) throw Error(ErrorCode::kBackend, key + ": not an NCCL unique id");
+  std::memcpy(&id, bytes.data(), sizeof(id));
+  return id;
+}
+
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values[values.size() / 2];
@@ -155,37 +173,19 @@ int run(const Args& args) {
   Layer layer(tp);
 
   // Raw: a plain communicator, its id passed through the job's store.
-  ncclUniqueId id{};
-  if (env.rank == 0) {
-    require(ncclGetUniqueId(&id), "ncclGetUniqueId");
-    const auto* bytes = reinterpret_cast<const std::uint8_t*>(&id);
-    store->set("tp_probe/raw_id", Bytes(bytes, bytes + sizeof(id)));
-  } else {
-    const Bytes bytes = store->get("tp_probe/raw_id", kStartup);
-    std::memcpy(&id, bytes.data(), sizeof(id));
-  }
   ncclComm_t raw = nullptr;
-  require(ncclCommInitRank(&raw, tp, id, env.rank), "ncclCommInitRank");
-  const auto sum_on = [&](ncclComm_t comm, void* data, std::size_t count, DType dtype) {
-    require(ncclAllReduce(data, data, count, dtype == DType::kF32 ? ncclFloat32 : ncclBfloat16, ncclSum, comm, stream),
-            "ncclAllReduce");
+  require(ncclCommInitRank(&raw, tp, shared_unique_id(*store, env.rank, "tp_probe/raw_id"), env.rank),
+          "ncclCommInitRank");
+  const auto raw_sum = [&](void* data, std::size_t count, DType dtype) {
+    require(ncclAllReduce(data, data, count, nccl_type(dtype), ncclSum, raw, stream), "ncclAllReduce");
   };
-  const auto raw_sum = [&](void* data, std::size_t count, DType dtype) { sum_on(raw, data, count, dtype); };
   // A second raw communicator configured as lockstep's (blocking = 0), to
   // tell the communicator's mode from the guard's own cost.
-  ncclUniqueId nb_id{};
-  if (env.rank == 0) {
-    require(ncclGetUniqueId(&nb_id), "ncclGetUniqueId");
-    const auto* bytes = reinterpret_cast<const std::uint8_t*>(&nb_id);
-    store->set("tp_probe/nonblocking_id", Bytes(bytes, bytes + sizeof(nb_id)));
-  } else {
-    const Bytes bytes = store->get("tp_probe/nonblocking_id", kStartup);
-    std::memcpy(&nb_id, bytes.data(), sizeof(nb_id));
-  }
   ncclComm_t nonblocking = nullptr;
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
-  const ncclResult_t init = ncclCommInitRankConfig(&nonblocking, tp, nb_id, env.rank, &config);
+  const ncclResult_t init = ncclCommInitRankConfig(
+      &nonblocking, tp, shared_unique_id(*store, env.rank, "tp_probe/nonblocking_id"), env.rank, &config);
   if (init != ncclInProgress) require(init, "ncclCommInitRankConfig");
   const auto settle = [&] {
     ncclResult_t state = ncclInProgress;
@@ -194,8 +194,7 @@ int run(const Args& args) {
   };
   settle();
   const auto nonblocking_sum = [&](void* data, std::size_t count, DType dtype) {
-    const ncclResult_t status = ncclAllReduce(data, data, count, dtype == DType::kF32 ? ncclFloat32 : ncclBfloat16,
-                                              ncclSum, nonblocking, stream);
+    const ncclResult_t status = ncclAllReduce(data, data, count, nccl_type(dtype), ncclSum, nonblocking, stream);
     if (status != ncclInProgress) require(status, "ncclAllReduce");
     settle();
   };
