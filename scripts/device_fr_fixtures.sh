@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Real PyTorch flight-recorder dumps of planted faults (torch on 2 GPUs, NCCL),
+# Real PyTorch flight-recorder dumps of planted faults (torch on 2 GPUs, NCCL;
+# the 4-rank subgroup faults where 4 GPUs are lent),
 # with what lockstep's doctor and PyTorch's fr_trace say of each, packed into
 # $OUT/torch_fr_real.tar.gz for tests/doctor/fixtures/torch_fr/real/.
 # With `export`: instead, the other way round — a lockstep job's dumps
@@ -31,11 +32,13 @@ cmake --build build/gpu -j "$(nproc)" --target lockstep > "$out/build.log" 2>&1 
 work="$(mktemp -d)/real"
 mkdir -p "$work"
 python3 -c 'import torch; print("torch", torch.__version__)' | tee "$work/VERSION"
-for scenario in skip size bcast p2p kill; do
+scenarios=(skip size bcast p2p kill json)
+(( $(nvidia-smi -L | wc -l) >= 4 )) && scenarios+=(subgroup-0 subgroup-1 subgroup-2 subgroup-3)
+for scenario in "${scenarios[@]}"; do
   python3 tests/doctor/fixtures/torch_fr/plant_fault.py "$scenario" "$work/$scenario" &
 done
 wait
-for scenario in skip size bcast p2p kill; do
+for scenario in "${scenarios[@]}"; do
   d="$work/$scenario"
   build/gpu/lockstep doctor "$d" > "$d/lockstep-doctor.txt" 2>&1; echo "exit $?" >> "$d/lockstep-doctor.txt"
   timeout 120 python3 -m torch.distributed.flight_recorder.fr_trace "$d" > "$d/fr_trace.txt" 2>&1 \

@@ -36,7 +36,9 @@ if has breakit; then
   table="$out/breakit-nccl.md"
   echo "| topology | case | exit | expected | s | verdict |" > "$table"
   echo "|---|---|---|---|---|---|" >> "$table"
-  for shape in "tp 2" "pp1 3"; do
+  shapes=("tp 2" "pp1 3")
+  (( gpus >= 4 )) && shapes+=("tp 4" "pp1 5")
+  for shape in "${shapes[@]}"; do
     read -r topology nproc <<< "$shape"
     for case in ok B1 B2 B4 B5 C1 C2 C4 C5 D2 F2 H1 H2; do
       # tp has no boundary: rank 0 is in the mesh (B1) and sends no payload (C2).
@@ -47,10 +49,10 @@ if has breakit; then
             --recompute-every 2 --deadline-ms 1500 --startup-deadline-ms 60000)
       [[ $case != ok ]] && args+=(--inject "$case")
       start=$(now)
-      timeout 90 "$bin" "${args[@]}" > "$out/breakit-$topology-$case.log" 2>&1
+      timeout 90 "$bin" "${args[@]}" > "$out/breakit-$topology$nproc-$case.log" 2>&1
       code=$?
       secs=$(since "$start")
-      verdict=$(grep -m1 "^VERDICT" "$out/breakit-$topology-$case.log" | cut -c1-150 | tr '|' '/')
+      verdict=$(grep -m1 "^VERDICT" "$out/breakit-$topology$nproc-$case.log" | cut -c1-150 | tr '|' '/')
       [[ " ${want[$case]} " == *" $code "* ]] && mark="$code" || mark="**$code** (unexpected)"
       printf "| %s %s | %s | %s | %s | %s | %s |\n" "$topology" "$nproc" "$case" "$mark" "${want[$case]}" "$secs" \
         "${verdict:-}" >> "$table"

@@ -49,6 +49,9 @@ cp -r tests/fuzz/corpus/decoder/. "$corpus_work/"
 rm -rf "$corpus_work"
 corpus_work="$(mktemp -d)"
 cp tests/doctor/fixtures/pickle/*.pkl "$corpus_work/"
+for dump in tests/doctor/fixtures/torch_fr/real/*/nccl_trace_rank_*; do  # torch 2.11's own dumps
+  cp "$dump" "$corpus_work/real-$(basename "$(dirname "$dump")")-$(basename "$dump")"
+done
 "build/fuzz/tests/fuzz/lockstep_fuzz_pickle" -max_total_time="$((fuzz_seconds / 2))" -rss_limit_mb=2048 "$corpus_work"
 rm -rf "$corpus_work"
 

@@ -147,6 +147,24 @@ TEST(TorchFlightRecorder, RealTorch211DumpsOfPlantedFaults) {
   }
 }
 
+// Real dumps of 4 ranks (torch 2.11 on 4 H200s, plant_fault.py subgroup-<R>,
+// 2026-11-27): two 2-rank subgroups [0, 1] (pg 1) and [2, 3] (pg 2), rank R
+// skips its subgroup's third all_reduce and goes on to the world all_reduce,
+// where the other pair waits too. Whichever rank skipped, the doctor names it
+// on its own subgroup, not the ranks of the other one.
+TEST(TorchFlightRecorder, RealTorch211SubgroupSkipNamesTheSkipperAtEveryPosition) {
+  for (int culprit = 0; culprit < 4; ++culprit) {
+    SCOPED_TRACE("culprit rank " + std::to_string(culprit));
+    const Diagnosis d = diagnose_fixture("real/subgroup-" + std::to_string(culprit));
+    EXPECT_TRUE(d.problems.empty()) << (d.problems.empty() ? "" : d.problems[0].message);
+    EXPECT_EQ(d.verdict, Verdict::kHang) << format_text(d);
+    EXPECT_EQ(d.primary.ranks, std::vector<int>{culprit}) << format_text(d);
+    EXPECT_EQ(d.primary.group, culprit < 2 ? "1" : "2") << format_text(d);
+    EXPECT_EQ(d.primary.op, "all_reduce");
+    EXPECT_EQ(d.primary.group_seq, 3);
+  }
+}
+
 TEST(TorchFlightRecorder, TraceRendersTheirCallsPerRank) {
   std::ostringstream out;
   const TraceSummary summary = write_trace(kFixtures + "/real/size", out);
