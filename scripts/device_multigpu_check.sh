@@ -6,16 +6,19 @@
 # table: exit code, seconds, the doctor's verdict), and the hang table: one
 # rank withholds an all_reduce under plain PyTorch and under lockstep.
 # Logs land in $OUT. Usage (device tool, carry [".device"]):
-#   bash scripts/device_multigpu_check.sh [tests|probe|breakit|hang ...]   (default: all)
+#   bash scripts/device_multigpu_check.sh [tests|probe|breakit|hang|overlap ...]   (default: all)
+# `overlap`: the pipeline at the 14B layer shape with Stage 0 on its own GPU
+# (pp0 on 2 GPUs, pp1 with a TP=2 mesh on 3, TP=4 on 5 where lent), D = 1
+# and 2, decode 0 ms and a decode costing about one mesh step.
 set -uo pipefail
 source "$(dirname "$0")/device_configure.sh"
-parts=("$@"); (( ${#parts[@]} )) || parts=(tests probe breakit hang)
+parts=("$@"); (( ${#parts[@]} )) || parts=(tests probe breakit hang overlap)
 gpus=$(nvidia-smi -L | wc -l)
 has() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 cmake --build build/gpu -j "$(nproc)" --target lockstep nccl_backend_test nccl_abort_test guarded_stream_test \
-  cuda_model_test nccl_run_test lockstep_tp_probe lockstep_python > "$out/build.log" 2>&1 \
+  cuda_model_test chunk_tensors_test nccl_run_test lockstep_tp_probe lockstep_python > "$out/build.log" 2>&1 \
   || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 bin=build/gpu/lockstep
@@ -84,5 +87,31 @@ if has hang; then
   code=$?
   echo "| lockstep run --backend nccl, C4 (SIGSTOP), whole job incl. start-up | 1.5 s | $(since "$start") | $code |" >> "$table"
   grep -E "failed first" "$out/hang-c4.log" | tee -a "$table"
+  cat "$table"
+fi
+if has overlap; then
+  table="$out/overlap.md"
+  echo "| shape | Stage 0 | decode ms | D | period ms | stage0 ms | stage1 ms | period/max | OverlapScore | mesh idle ms |" > "$table"
+  echo "|---|---|---|---|---|---|---|---|---|---|" >> "$table"
+  for shape in "pp0 2" "pp1 3" "pp1 5"; do
+    read -r topology nproc <<< "$shape"
+    (( gpus >= nproc )) || { echo "| $topology $nproc | not run: $gpus GPUs |" >> "$table"; continue; }
+    for decode in 0 ${OVERLAP_DECODE_MS:-100}; do
+      for depth in 1 2; do
+        log="$out/overlap-$topology$nproc-decode$decode-d$depth.json"
+        timeout 180 "$bin" run --json --backend nccl --topology "$topology" --nproc "$nproc" --model dit14b-layer \
+          --chunks 24 --hard-cut-every 0 --depth "$depth" --decode-ms "$decode" --generate-ms 0 \
+          --deadline-ms 20000 --startup-deadline-ms 120000 > "$log" 2> "${log%.json}.err"
+        python3 - "$log" "$topology $nproc" "$decode" "$depth" >> "$table" <<'PY' || echo "| $topology $nproc | failed, see $log |" >> "$table"
+import json, sys
+d = json.load(open(sys.argv[1]))
+o = d["overlap"]
+print("| %s | %s | %s | %s | %.1f | %.1f | %.1f | %.3f | %.3f | %.0f |" % (
+    sys.argv[2], d["stage0_device"], sys.argv[3], sys.argv[4], o["period_ms"]["median"], o["stage0_ms"]["median"],
+    o["stage1_ms"]["median"], o["period_over_max"], o["overlap_score"], o["mesh_idle_ms_total"]))
+PY
+      done
+    done
+  done
   cat "$table"
 fi

@@ -132,6 +132,9 @@ class Communicator {
   const GroupTable& groups() const { return groups_; }
   // This rank's group rank in `group`; nullopt when not a member. Any thread.
   std::optional<int> group_rank(std::string_view group) const;
+  // Where `group`'s backend wants the buffers of its calls (device memory
+  // goes device to device on NCCL); nullopt when not a member. Any thread.
+  std::optional<MemoryKind> memory_kind(std::string_view group) const;
   // Group rank of `global_rank` in `group`; nullopt when not a member.
   std::optional<int> group_rank_of(std::string_view group, int global_rank) const;
   // Groups this rank belongs to, in table order. Any thread.

@@ -106,7 +106,8 @@ class CudaModel {
   CudaModel(const CudaModel&) = delete;
   CudaModel& operator=(const CudaModel&) = delete;
 
-  // Loads the chunk's latents [N × D] (fp32, host) as the current x.
+  // Loads the chunk's latents [N × D] (fp32, host or device memory) as the
+  // current x.
   // Throws Error{kSchema} on a size other than N·D.
   void set_latents(std::span<const float> latents);
   // One generator call x ← F(x, t, cache); never mutates the cache, keeps this
@@ -131,6 +132,10 @@ class CudaModel {
   // synchronize), then returns x [N × D] as fp32. Throws Error{kTimeout}
   // when the device is not done within timeout.
   std::vector<float> read_output(std::chrono::milliseconds timeout);
+  // The same into `out` [N × D], host or device memory (a device `out` is
+  // copied on the device: the output never crosses to the host). Throws
+  // Error{kSchema} for another size.
+  void read_output_to(std::span<float> out, std::chrono::milliseconds timeout);
 
   // Hands `visit` the weights as the device holds them, in the byte order
   // of weight_shard_fingerprint(..., WeightStorage::kBf16Matrices) (each

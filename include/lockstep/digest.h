@@ -19,6 +19,17 @@ std::uint64_t digest_bytes(std::span<const std::uint8_t> bytes) noexcept;
 std::uint64_t digest_bytes(const void* data, std::size_t size_bytes) noexcept;
 std::uint64_t digest_string(std::string_view text) noexcept;
 
+// Digest of tensor data (a chunk's input and output): XXH64 of each
+// kTensorDigestBlockBytes block (seed: the block's index; the last block may
+// be short), then digest_tensor_blocks of those. Defined block by block so a
+// GPU computes the same value in parallel where the tensor lives and copies
+// back only the block digests, 1/512 of the tensor (digest_tensor_on_device,
+// src/model/cuda): a chunk's tensors never cross to the host to be checked.
+inline constexpr std::size_t kTensorDigestBlockBytes = 4096;
+std::uint64_t digest_tensor(const void* data, std::size_t size_bytes) noexcept;
+// XXH64 (seed: size_bytes) of the block digests as little-endian 8-byte words.
+std::uint64_t digest_tensor_blocks(std::span<const std::uint64_t> block_digests, std::size_t size_bytes) noexcept;
+
 // Order-sensitive fold: digest_combine(digest_combine(s, a), b) differs from
 // the (b, a) order. Use it to chain per-item digests (shards, chunks).
 std::uint64_t digest_combine(std::uint64_t running, std::uint64_t next) noexcept;

@@ -68,13 +68,17 @@ struct GroupBackendPlan {
   std::map<std::string, std::string> backend_of_group;  // "gloo" or "nccl"
   std::vector<RankDevice> device_of_rank;               // gpu_index -1: CPU only
   std::string mesh_reason;                              // why the mesh got its backend
+  bool stage0_on_gpu = false;                           // the boundary runs on NCCL
 };
 
 // With --backend gloo every group runs over Gloo. With --backend nccl the
-// mesh group runs over NCCL with one GPU per mesh rank, and the groups that
-// carry Stage 0's host traffic (world, boundary) stay on Gloo, as a PyTorch
-// job pairs a CPU process group with its GPU one; Stage 0 decodes on the
-// CPU in pp topologies (rank 0 drives no GPU). Pure. Throws
+// mesh group runs over NCCL with one GPU per mesh rank, and the world group
+// (control traffic) stays on Gloo, as a PyTorch job pairs a CPU process group
+// with its GPU one. In pp topologies Stage 0 gets a GPU of its own whenever
+// the machine shows one per rank (rank r on GPU r): then the boundary runs on
+// NCCL too and payloads go device to device (stage0_on_gpu). With fewer
+// GPUs, Stage 0 stays on the CPU (rank r on GPU r - 1) and the boundary on
+// Gloo. Pure. Throws
 // Error{kInvalidArgument} saying why the machine cannot hold the mesh
 // (binary built without CUDA, or how many GPUs the topology needs against
 // how many are visible) rather than silently running the mesh on Gloo.

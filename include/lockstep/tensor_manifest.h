@@ -79,33 +79,57 @@ struct TensorView {
   std::span<const std::uint8_t> data;
 };
 
+// Where payload buffers live: host memory by default; a rank that drives a
+// GPU supplies device memory for groups whose backend takes it
+// (Communicator::memory_kind), so a payload goes device to device and is
+// never staged through the host. Implementations are thread-safe.
+class PayloadMemory {
+ public:
+  virtual ~PayloadMemory() = default;
+  // Throws Error{kResource} when `bytes` cannot be had.
+  virtual std::uint8_t* allocate(std::size_t bytes) = 0;
+  virtual void release(std::uint8_t* block, std::size_t bytes) noexcept = 0;
+  // Copies between two blocks of this memory; done when it returns.
+  virtual void copy(void* to, const void* from, std::size_t bytes) = 0;
+};
+
+// Host memory, 64-byte aligned.
+PayloadMemory& host_payload_memory();
+
 // Receiver-side storage for one frame's payload: a single 64-byte-aligned
-// allocation, carved into one span per manifest entry (manifest order), each
-// starting on a 64-byte boundary. Move-only.
+// allocation from one PayloadMemory, carved into one span per manifest entry
+// (manifest order), each starting on a 64-byte boundary. The spans point into
+// that memory (device memory is not readable here). Move-only.
 class PayloadBuffers {
  public:
   PayloadBuffers() = default;
   std::span<std::uint8_t> tensor(std::size_t manifest_position) const;
   std::size_t count() const noexcept { return spans_.size(); }
   std::uint64_t payload_bytes() const noexcept { return payload_bytes_; }
+  PayloadMemory& memory() const noexcept { return *storage_.get_deleter().memory; }
 
  private:
-  friend PayloadBuffers allocate_payload(std::span<const TensorSpec> manifest);
-  struct AlignedFree {
-    void operator()(std::uint8_t* p) const noexcept;
+  friend PayloadBuffers allocate_payload(std::span<const TensorSpec> manifest, PayloadMemory& memory);
+  struct Release {
+    Release() noexcept : memory(&host_payload_memory()) {}
+    Release(PayloadMemory* from, std::size_t size) noexcept : memory(from), bytes(size) {}
+    void operator()(std::uint8_t* p) const noexcept { memory->release(p, bytes); }
+    PayloadMemory* memory;
+    std::size_t bytes = 0;
   };
-  std::unique_ptr<std::uint8_t, AlignedFree> storage_;
+  std::unique_ptr<std::uint8_t, Release> storage_;
   std::vector<std::span<std::uint8_t>> spans_;
   std::uint64_t payload_bytes_ = 0;
 };
 
-// Allocates exactly what `manifest` names, uninitialised (the backend receive
-// overwrites every byte). Re-checks the
+// Allocates exactly what `manifest` names from `memory`, uninitialised (the
+// backend receive overwrites every byte). Re-checks the
 // manifest rules above before allocating anything (a manifest not produced by
 // the decoder is still bounded): throws Error{kLimit} beyond kTensorCountMax
 // or kPayloadBytesMax, Error{kSchema}/kEncode for an inconsistent spec, and
 // Error{kResource} when the allocation fails. Non-blocking; any thread.
-PayloadBuffers allocate_payload(std::span<const TensorSpec> manifest);
+PayloadBuffers allocate_payload(std::span<const TensorSpec> manifest,
+                                PayloadMemory& memory = host_payload_memory());
 
 // The spec's tensor identity for messages: "latents[0]".
 std::string tensor_label(std::string_view key, std::uint32_t index);

@@ -273,6 +273,12 @@ std::optional<int> Communicator::group_rank(std::string_view group) const {
   return groups_.group_rank(group, gate_.global_rank());
 }
 
+std::optional<MemoryKind> Communicator::memory_kind(std::string_view group) const {
+  const Backend* backend = member_backend(group);
+  if (backend == nullptr) return std::nullopt;
+  return backend->memory_kind();
+}
+
 std::optional<int> Communicator::group_rank_of(std::string_view group, int global_rank) const {
   return groups_.group_rank(group, global_rank);
 }

@@ -5,6 +5,7 @@
 // the rest of the runtime has no CUDA dependency and no #ifdef.
 #pragma once
 
+#include <chrono>
 #include <memory>
 
 #include "lockstep/backend.h"
@@ -12,6 +13,8 @@
 #include "rank_context.h"
 
 namespace lockstep {
+
+class TensorPlace;
 
 class GpuRank {
  public:
@@ -23,11 +26,15 @@ class GpuRank {
   // The CUDA model (bf16, cuBLAS) on the shared stream; its all-reduces go
   // through the guarded communicator's `mesh` group on device buffers.
   virtual std::unique_ptr<MeshGenerator> make_generator(const RankContext& context) = 0;
+  // This GPU as the place of a chunk's tensors (tensor_place.h), for a rank
+  // whose payloads stay on the GPUs.
+  virtual TensorPlace& tensor_place() = 0;
 };
 
-// Selects `device_index` and creates the shared stream. Throws
+// Selects `device_index` and creates the shared stream; device waits of the
+// tensor place are bounded by `timeout`. Throws
 // Error{kInvalidArgument} when this binary has no CUDA, Error{kBackend} on
 // a CUDA failure.
-std::unique_ptr<GpuRank> open_gpu_rank(int device_index);
+std::unique_ptr<GpuRank> open_gpu_rank(int device_index, std::chrono::milliseconds timeout);
 
 }  // namespace lockstep

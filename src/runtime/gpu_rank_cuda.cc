@@ -12,6 +12,8 @@
 #include "lockstep/model_config.h"
 #include "lockstep/nccl_backend.h"
 #include "lockstep/run_config.h"
+#include "model/cuda/chunk_tensors.h"
+#include "tensor_place.h"
 
 namespace lockstep {
 namespace {
@@ -103,11 +105,7 @@ class CudaGenerator final : public MeshGenerator {
     ring_.append(config_.frames_per_chunk);
     check_in_step();
   }
-  void read_output(std::span<float> x) override {
-    const std::vector<float> output = model_.read_output(context_.deadline());
-    LOCKSTEP_ASSERT(output.size() == x.size());
-    std::copy(output.begin(), output.end(), x.begin());
-  }
+  void read_output(std::span<float> x) override { model_.read_output_to(x, context_.deadline()); }
 
   std::uint64_t generator_calls() const override { return generator_calls_; }
 
@@ -123,16 +121,39 @@ class CudaGenerator final : public MeshGenerator {
   std::uint64_t generator_calls_ = 0;
 };
 
+class GpuTensorPlace final : public TensorPlace {
+ public:
+  GpuTensorPlace(int device_index, std::chrono::milliseconds timeout) : tensors_(device_index, timeout) {}
+  PayloadMemory& memory() override { return tensors_.memory(); }
+  void fill_inputs(std::span<float> values, std::uint64_t seed, std::uint64_t stream_id) override {
+    tensors_.fill_inputs(values, seed, stream_id);
+  }
+  void add(std::span<float> values, std::size_t index, float delta) override { tensors_.add(values, index, delta); }
+  std::uint64_t digest(std::span<const float> values) override {
+    return tensors_.digest(values.data(), values.size_bytes());
+  }
+  void decode(std::span<const float> output, std::int64_t rows, int dim, double cost_ms) override {
+    tensors_.decode(output, rows, dim, cost_ms);
+  }
+
+ private:
+  CudaChunkTensors tensors_;
+};
+
 class CudaGpuRank final : public GpuRank {
  public:
-  explicit CudaGpuRank(int device_index)
-      : device_index_(device_index), stream_(device_index), factory_(nccl_options(device_index, stream_.get())) {}
+  CudaGpuRank(int device_index, std::chrono::milliseconds timeout)
+      : device_index_(device_index),
+        stream_(device_index),
+        factory_(nccl_options(device_index, stream_.get())),
+        place_(device_index, timeout) {}
 
   int device_index() const override { return device_index_; }
   BackendFactory& nccl_factory() override { return factory_; }
   std::unique_ptr<MeshGenerator> make_generator(const RankContext& context) override {
     return std::make_unique<CudaGenerator>(context, device_index_, stream_.get());
   }
+  TensorPlace& tensor_place() override { return place_; }
 
  private:
   static NcclBackendOptions nccl_options(int device_index, void* stream) {
@@ -145,12 +166,15 @@ class CudaGpuRank final : public GpuRank {
   const int device_index_;
   CudaStreamHandle stream_;
   NcclBackendFactory factory_;
+  GpuTensorPlace place_;
 };
 
 }  // namespace
 
 MachineGpus probe_machine_gpus() { return MachineGpus{true, cuda_device_count()}; }
 
-std::unique_ptr<GpuRank> open_gpu_rank(int device_index) { return std::make_unique<CudaGpuRank>(device_index); }
+std::unique_ptr<GpuRank> open_gpu_rank(int device_index, std::chrono::milliseconds timeout) {
+  return std::make_unique<CudaGpuRank>(device_index, timeout);
+}
 
 }  // namespace lockstep

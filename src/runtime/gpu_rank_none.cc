@@ -7,7 +7,7 @@ namespace lockstep {
 
 MachineGpus probe_machine_gpus() { return MachineGpus{false, 0}; }
 
-std::unique_ptr<GpuRank> open_gpu_rank(int device_index) {
+std::unique_ptr<GpuRank> open_gpu_rank(int device_index, std::chrono::milliseconds /*timeout*/) {
   throw Error(ErrorCode::kInvalidArgument,
               "GPU " + std::to_string(device_index) +
                   ": this lockstep was built without CUDA (nvcc was not found when it was configured)");

@@ -37,6 +37,8 @@ class MeshGenerator {
 
   // One chunk: load its latents, then recompute (optional) and the denoise
   // calls, commit, and read the output back into `x` (the latents' size).
+  // The spans are in the rank's tensor place: host memory, or the GPU's for
+  // the CUDA model when payloads stay on the device (tensor_place.h).
   virtual void load(std::span<const float> x) = 0;
   virtual void recompute(std::span<const float> context) = 0;
   virtual void denoise(float timestep) = 0;

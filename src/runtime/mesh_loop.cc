@@ -6,6 +6,7 @@
 #include "lockstep/chunk_protocol.h"
 #include "lockstep/error.h"
 #include "payload_transport.h"
+#include "tensor_place.h"
 
 namespace lockstep {
 namespace {
@@ -30,7 +31,8 @@ void WorkerFanout::forward(std::span<const std::uint8_t> frame) {
 }
 
 void WorkerFanout::broadcast(const TensorManifest& manifest, PayloadBuffers& payload) {
-  broadcast_payload(context_.comm, kGroupMesh, 0, manifest, payload, context_.deadline());
+  broadcast_payload(context_.comm, kGroupMesh, 0, manifest, payload, chunk_tensor_place(context_).memory(),
+                    context_.deadline());
 }
 
 void WorkerFanout::broadcast_error(const CallIds& ids, const std::string& reason) noexcept {
@@ -123,7 +125,8 @@ bool MeshLoop::handle_leader(Inbound& inbound) {
   idle_us_ = static_cast<std::uint64_t>((steady_clock().now_ns() - idle_since_ns_) / 1000);
   request_payload(envelope.ids);
   PayloadBuffers payload = recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, inbound.decoded.manifest,
-                                        envelope.ids.call_id, context_.deadline());
+                                        envelope.ids.call_id, chunk_tensor_place(context_).memory(),
+                                        context_.deadline());
   run_infer_as_leader(inbound, payload);
   return true;
 }
@@ -161,7 +164,8 @@ bool MeshLoop::handle_worker(Inbound& inbound) {
                                 static_cast<std::int64_t>(envelope.ids.chunk_index),
                                 static_cast<std::int64_t>(envelope.ids.cache_epoch));
   PayloadBuffers payload;
-  broadcast_payload(context_.comm, kGroupMesh, 0, inbound.decoded.manifest, payload, context_.deadline());
+  broadcast_payload(context_.comm, kGroupMesh, 0, inbound.decoded.manifest, payload,
+                    chunk_tensor_place(context_).memory(), context_.deadline());
   member_.run_chunk(envelope, payload_floats(inbound.decoded.manifest, payload, kLatentsKey),
                     payload_floats(inbound.decoded.manifest, payload, kContextOverrideKey));
   ++chunks_run_;
@@ -181,7 +185,8 @@ void MeshLoop::send_result(const Envelope& envelope, const ChunkOutcome& outcome
   const TensorView output = output_view(envelope.geometry, outcome.output);
   PreparedResult prepared = preflight_result(result, std::span(&output, 1), context_.frame_context);
   HeldResult ready{std::vector<std::uint8_t>(prepared.frame().begin(), prepared.frame().end()),
-                   copy_payload(prepared.manifest(), prepared.payload()), prepared.manifest(),
+                   copy_payload(prepared.manifest(), prepared.payload(), chunk_tensor_place(context_).memory()),
+                   prepared.manifest(),
                    envelope.ids.call_id};
   const auto chunk = static_cast<std::int64_t>(envelope.ids.chunk_index);
   const int leader = context_.config.first_mesh_rank();

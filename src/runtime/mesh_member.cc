@@ -14,10 +14,6 @@
 namespace lockstep {
 namespace {
 
-std::uint64_t digest_floats(std::span<const float> values) {
-  return digest_bytes(values.data(), values.size_bytes());
-}
-
 // Every mesh rank derives every shard's expected fingerprint from the seed,
 // so a shard mutated on one rank is named by the others too (H2).
 std::vector<std::uint64_t> expected_fingerprints(const ModelConfig& config, std::uint64_t seed,
@@ -41,7 +37,9 @@ void pad_stage_time(std::chrono::steady_clock::time_point started, double minimu
 MeshMember::MeshMember(const RankContext& context)
     : context_(context),
       config_(model_config_from_name(context.config.model)),
-      generator_(context.gpu != nullptr ? context.gpu->make_generator(context) : make_cpu_generator(context)) {
+      generator_(context.gpu != nullptr ? context.gpu->make_generator(context) : make_cpu_generator(context)),
+      place_(chunk_tensor_place(context)),
+      x_(place_.memory(), static_cast<std::size_t>(config_.tokens_per_chunk()) * config_.dim) {
   std::uint64_t loaded = generator_->weight_fingerprint();
   if (context.fires(FaultId::kH2, 0, context.config.nproc - 1, 0)) loaded ^= 1;  // a flipped bit
   check_weight_fingerprints(context.comm, kGroupMesh, loaded,
@@ -121,7 +119,7 @@ void MeshMember::run_generator(const Envelope& envelope, std::span<const float> 
 void MeshMember::inject_chunk_faults(const Envelope& envelope, std::span<float> x) {
   const auto chunk = static_cast<std::int64_t>(envelope.ids.chunk_index);
   const int last = context_.config.nproc - 1;
-  if (context_.fires(FaultId::kH1, chunk, last, 2)) x[0] += 1e-3f;
+  if (context_.fires(FaultId::kH1, chunk, last, 2)) place_.add(x, 0, 1e-3f);
   if (context_.fires(FaultId::kF2, chunk, last, 2)) {  // an out-of-band reset nobody planned
     const float bias = generator_->kv().attention_bias();
     generator_->kv_hard_cut();
@@ -149,22 +147,24 @@ ChunkOutcome MeshMember::run_chunk(const Envelope& envelope, std::span<const flo
     latents_floats += static_cast<std::size_t>(config_.dim);  // a skewed shape on one rank
   }
   check_geometry(envelope, latents_floats, context_override.size());
+  const std::span<float> x = x_.values();
+  place_.memory().copy(x.data(), latents.data(), x.size_bytes());
+  inject_chunk_faults(envelope, x);
   ChunkOutcome outcome;
-  outcome.output.assign(latents.begin(), latents.end());
-  inject_chunk_faults(envelope, outcome.output);
-  outcome.input_digest = digest_combine(digest_floats(outcome.output), digest_floats(context_override));
+  outcome.output = x;
+  outcome.input_digest = digest_combine(place_.digest(x), place_.digest(context_override));
   prepare_cache(envelope);
-  generator_->load(outcome.output);
+  generator_->load(x);
   const std::uint64_t calls_before = generator_->generator_calls();
   run_generator(envelope, context_override);
-  generator_->read_output(outcome.output);
+  generator_->read_output(x);
   outcome.observed_generator_calls = static_cast<std::uint32_t>(generator_->generator_calls() - calls_before);
   outcome.kv_state_digest = generator_->kv().state_digest();
   outcome.kv_frames = static_cast<std::uint32_t>(generator_->kv().frames_held());
   pad_stage_time(started, context_.config.generate_ms);
   check_chunk_digests(context_.comm, kGroupMesh, outcome.input_digest, outcome.kv_state_digest, context_.deadline());
   outcome.ledger_digest = context_.comm.ledger_snapshot(kGroupMesh).digest;
-  outcome.output_digest = digest_floats(outcome.output);
+  outcome.output_digest = place_.digest(x);
   const auto elapsed = std::chrono::steady_clock::now() - started;
   outcome.stage1_us = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count());

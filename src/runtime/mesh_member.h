@@ -14,11 +14,14 @@
 #include "lockstep/model_config.h"
 #include "mesh_generator.h"
 #include "rank_context.h"
+#include "tensor_place.h"
 
 namespace lockstep {
 
 struct ChunkOutcome {
-  std::vector<float> output;  // [tokens_per_chunk × dim]
+  // [tokens_per_chunk × dim] in the rank's tensor place; valid until the
+  // next run_chunk.
+  std::span<const float> output;
   std::uint32_t observed_generator_calls = 0;
   std::uint64_t input_digest = 0;
   std::uint64_t output_digest = 0;
@@ -36,7 +39,9 @@ class MeshMember {
   explicit MeshMember(const RankContext& context);
 
   // Runs one INFER envelope. `latents` and `context_override` are the
-  // payload as received (the latter empty unless the plan recomputes).
+  // payload as received (the latter empty unless the plan recomputes), in
+  // the rank's tensor place (tensor_place.h), where every digest of them is
+  // computed too.
   // Throws Error{kSchema} (geometry, G2), Error{kKvLifecycle} (F3),
   // Error{kPlan} (B5), Error{kDigest}/{kLedger} from the chunk check (B4, F2,
   // H1) and what the communicator throws. Blocking in collectives only.
@@ -56,6 +61,8 @@ class MeshMember {
   const RankContext& context_;
   ModelConfig config_;
   std::unique_ptr<MeshGenerator> generator_;
+  TensorPlace& place_;
+  PlacedFloats x_;  // the chunk's latents, then its output
 };
 
 }  // namespace lockstep

@@ -1,15 +1,18 @@
 #include "payload_transport.h"
 
-#include <cstring>
-
 #include "lockstep/error.h"
 
 namespace lockstep {
 namespace {
 
-// One tag per (call, tensor): a payload can never be matched with another
-// call's receive, even when a resend or a reorder is in play.
-std::uint32_t payload_tag(std::uint64_t call_id, std::size_t position) {
+// Gloo matches p2p messages by tag: one tag per (call, tensor), so a payload
+// can never be matched with another call's receive, even when a resend or a
+// reorder is in play. NCCL (device memory) has no tags and matches in FIFO
+// order per peer: the pull protocol keeps at most one payload in flight each
+// way across the boundary (control.h), so there the order is the match.
+std::uint32_t payload_tag(const Communicator& comm, std::string_view group, std::uint64_t call_id,
+                          std::size_t position) {
+  if (comm.memory_kind(group) == MemoryKind::kDevice) return 0;
   return static_cast<std::uint32_t>(((call_id & 0x0fffffffu) << 4) | (position & 0xfu));
 }
 
@@ -28,25 +31,25 @@ void send_payload(Communicator& comm, std::string_view group, int peer, const Te
   }
   for (std::size_t i = 0; i < manifest.size(); ++i) {
     comm.send(group, payload[i].data(), element_count(manifest[i]), manifest[i].dtype, peer,
-              payload_tag(call_id, i), timeout);
+              payload_tag(comm, group, call_id, i), timeout);
   }
 }
 
 PayloadBuffers recv_payload(Communicator& comm, std::string_view group, int peer,
-                            const TensorManifest& manifest, std::uint64_t call_id,
+                            const TensorManifest& manifest, std::uint64_t call_id, PayloadMemory& memory,
                             std::chrono::milliseconds timeout) {
-  PayloadBuffers buffers = allocate_payload(manifest);
+  PayloadBuffers buffers = allocate_payload(manifest, memory);
   for (std::size_t i = 0; i < manifest.size(); ++i) {
     comm.recv(group, buffers.tensor(i).data(), element_count(manifest[i]), manifest[i].dtype, peer,
-              payload_tag(call_id, i), timeout);
+              payload_tag(comm, group, call_id, i), timeout);
   }
   return buffers;
 }
 
 void broadcast_payload(Communicator& comm, std::string_view group, int root,
-                       const TensorManifest& manifest, PayloadBuffers& buffers,
+                       const TensorManifest& manifest, PayloadBuffers& buffers, PayloadMemory& memory,
                        std::chrono::milliseconds timeout) {
-  if (comm.group_rank(group) != root) buffers = allocate_payload(manifest);
+  if (comm.group_rank(group) != root) buffers = allocate_payload(manifest, memory);
   for (std::size_t i = 0; i < manifest.size(); ++i) {
     comm.broadcast(group, buffers.tensor(i).data(), element_count(manifest[i]), manifest[i].dtype,
                    root, timeout);
@@ -54,11 +57,9 @@ void broadcast_payload(Communicator& comm, std::string_view group, int root,
 }
 
 PayloadBuffers copy_payload(const TensorManifest& manifest,
-                            std::span<const std::span<const std::uint8_t>> payload) {
-  PayloadBuffers buffers = allocate_payload(manifest);
-  for (std::size_t i = 0; i < manifest.size(); ++i) {
-    std::memcpy(buffers.tensor(i).data(), payload[i].data(), payload[i].size());
-  }
+                            std::span<const std::span<const std::uint8_t>> payload, PayloadMemory& memory) {
+  PayloadBuffers buffers = allocate_payload(manifest, memory);
+  for (std::size_t i = 0; i < manifest.size(); ++i) memory.copy(buffers.tensor(i).data(), payload[i].data(), payload[i].size());
   return buffers;
 }
 

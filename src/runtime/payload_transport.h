@@ -21,22 +21,22 @@ void send_payload(Communicator& comm, std::string_view group, int peer, const Te
                   std::span<const std::span<const std::uint8_t>> payload, std::uint64_t call_id,
                   std::chrono::milliseconds timeout);
 
-// Point-to-point: allocates from `manifest` and receives every tensor from
-// `peer`. Blocking like send_payload.
+// Point-to-point: allocates from `manifest` in `memory` and receives every
+// tensor from `peer`. Blocking like send_payload.
 PayloadBuffers recv_payload(Communicator& comm, std::string_view group, int peer,
-                            const TensorManifest& manifest, std::uint64_t call_id,
+                            const TensorManifest& manifest, std::uint64_t call_id, PayloadMemory& memory,
                             std::chrono::milliseconds timeout);
 
 // Broadcast inside `group` from group rank `root`: the root's `buffers` hold
-// the tensors; every other rank's are allocated from `manifest` first.
+// the tensors; every other rank's are allocated from `manifest` in `memory`.
 void broadcast_payload(Communicator& comm, std::string_view group, int root,
-                       const TensorManifest& manifest, PayloadBuffers& buffers,
+                       const TensorManifest& manifest, PayloadBuffers& buffers, PayloadMemory& memory,
                        std::chrono::milliseconds timeout);
 
-// Copies a frame's payload spans into fresh buffers (the root of a broadcast
-// forwards what it received or produced).
+// Copies a frame's payload spans (in `memory`) into fresh buffers there (the
+// root of a broadcast forwards what it received or produced).
 PayloadBuffers copy_payload(const TensorManifest& manifest,
-                            std::span<const std::span<const std::uint8_t>> payload);
+                            std::span<const std::span<const std::uint8_t>> payload, PayloadMemory& memory);
 
 }  // namespace lockstep
 

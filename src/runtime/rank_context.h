@@ -36,7 +36,11 @@ struct RankContext {
   const FaultPlan& faults;
   FrameContext frame_context;  // negotiated version, sender rank, token digest
   FrameExpectations expect;    // what every received frame must carry
-  GpuRank* gpu = nullptr;      // set when this rank drives a GPU for the mesh
+  GpuRank* gpu = nullptr;      // set when this rank drives a GPU (mesh or boundary)
+  // Every payload stays on the GPUs: the boundary runs on NCCL (Stage 0 has
+  // a GPU of its own), so Stage 0 makes, sends, receives and decodes device
+  // tensors and the mesh receives, broadcasts and returns them on the device.
+  bool payloads_on_device = false;
 
   std::chrono::milliseconds deadline() const { return std::chrono::milliseconds(config.deadline_ms); }
   bool is_stage0() const { return rank == 0; }

@@ -71,7 +71,9 @@ ParityInputs parity_inputs(const RunConfig& config, int rank, const FaultPlan& f
   const bool gpu_mesh = mesh_backend == "nccl";
   inputs.dtype = gpu_mesh ? "bf16" : "f32";
   inputs.graph_capture = config.graph_capture != faults.active(FaultId::kG1, rank, last);
+  const auto boundary = backends.backend_of_group.find(std::string(kGroupBoundary));
   inputs.resolved = {{"backend.world", backends.backend_of_group.at(std::string(kGroupWorld))},
+                     {"backend.boundary", boundary != backends.backend_of_group.end() ? boundary->second : "none"},
                      {"backend.mesh", mesh_backend},
                      {"kernel.matmul", gpu_mesh ? "cublas_bf16" : "openblas_sgemm"}};
   inputs.gating_flags = {{"extra_norm_all_reduce", faults.active(FaultId::kB4, rank, last) ? "on" : "off"},
@@ -116,13 +118,13 @@ std::map<std::string, std::string> member_backends(const GroupBackendPlan& plan,
 // The GPU this rank drives for an NCCL group (`backends`: member_backends);
 // null when it drives none.
 std::unique_ptr<GpuRank> open_rank_gpu(const std::map<std::string, std::string>& backends,
-                                       const GroupBackendPlan& plan, int rank) {
+                                       const GroupBackendPlan& plan, int rank, milliseconds timeout) {
   const bool on_nccl = std::any_of(backends.begin(), backends.end(),
                                    [](const auto& group_backend) { return group_backend.second == "nccl"; });
   if (!on_nccl) return nullptr;
   const int gpu_index = plan.device_of_rank.at(static_cast<std::size_t>(rank)).gpu_index;
   LOCKSTEP_ASSERT(gpu_index >= 0);
-  return open_gpu_rank(gpu_index);
+  return open_gpu_rank(gpu_index, timeout);
 }
 
 // The role's loop, once everything is connected and checked.
@@ -192,7 +194,7 @@ int run_rank(const RunConfig& config) {
         env.world_size, startup);
     // Outlives the communicator: its NCCL backends order against the GPU's stream.
     const std::map<std::string, std::string> my_backends = member_backends(backends, table, env.rank);
-    const std::unique_ptr<GpuRank> gpu = open_rank_gpu(my_backends, backends, env.rank);
+    const std::unique_ptr<GpuRank> gpu = open_rank_gpu(my_backends, backends, env.rank, milliseconds(config.deadline_ms));
     GlooBackendFactory gloo(gloo_options_from_environment());
     GroupBackendRouter router({{"gloo", &gloo}, {"nccl", gpu != nullptr ? &gpu->nccl_factory() : nullptr}},
                               my_backends);
@@ -216,7 +218,7 @@ int run_rank(const RunConfig& config) {
                           watchdog, fatal, faults,
                           FrameContext{parity.protocol_version, env.rank, job_token_digest(env.job_token)},
                           FrameExpectations{job_token_digest(env.job_token), parity.protocol_version},
-                          gpu.get()};
+                          gpu.get(), backends.stage0_on_gpu};
       run_role(context);
       // Destroying the backends aborts their communicators: let the
       // stream-ordered calls still on the GPU finish first (bounded).

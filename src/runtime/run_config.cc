@@ -76,9 +76,15 @@ GroupBackendPlan plan_group_backends(const RunConfig& config, const MachineGpus&
   require(!nccl || machine.cuda_built,
           "--backend nccl: this lockstep was built without CUDA (nvcc was not found when it was configured); "
           "rebuild where nvcc is installed, or use --backend gloo");
-  const bool stage0_cpu_only = config.topology != Topology::kTp;
-  plan.device_of_rank = assign_devices_one_host(config.nproc, stage0_cpu_only, nccl ? machine.visible : 0);
+  const bool pipeline = config.topology != Topology::kTp;
+  plan.stage0_on_gpu = nccl && pipeline && machine.visible >= config.nproc;
+  plan.device_of_rank = assign_devices_one_host(config.nproc, pipeline && !plan.stage0_on_gpu,
+                                                nccl ? machine.visible : 0);
   for (const GroupSpec& group : table.groups()) {
+    if (group.name == kGroupBoundary) {
+      plan.backend_of_group[group.name] = plan.stage0_on_gpu ? "nccl" : "gloo";
+      continue;
+    }
     if (group.name != kGroupMesh || !nccl) {
       plan.backend_of_group[group.name] = "gloo";
       continue;

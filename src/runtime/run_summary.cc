@@ -44,6 +44,7 @@ std::string run_summary_json(const RunSummary& summary, const RunConfig& config)
                   {"backend", config.backend}, {"graph_capture", config.graph_capture}, {"chunks", config.chunks},
                   {"depth_in", config.depth_in}, {"depth_out", config.depth_out}, {"hard_cut_every", config.hard_cut_every},
                   {"recompute_every", config.recompute_every}, {"steps", config.num_denoise_steps}}},
+      {"stage0_device", summary.stage0_device},
       {"chunks_requested", summary.chunks_requested},
       {"chunks_emitted", summary.emitted.size()},
       {"wall_s", summary.wall_s},

@@ -18,6 +18,7 @@ struct EmittedChunk {
 };
 
 struct RunSummary {
+  std::string stage0_device = "cpu";  // "cuda:<index>" when Stage 0 has its own GPU
   std::int64_t chunks_requested = 0;
   std::vector<EmittedChunk> emitted;
   double wall_s = 0;

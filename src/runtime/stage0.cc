@@ -12,6 +12,7 @@
 #include "lockstep/digest.h"
 #include "lockstep/error.h"
 #include "lockstep/control.h"
+#include "gpu_rank.h"
 #include "payload_transport.h"
 
 namespace lockstep {
@@ -27,16 +28,6 @@ constexpr std::int64_t kDefaultFaultChunk = 2;
 
 double elapsed_ms(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
-}
-
-// Deterministic, cheap inputs: every run of the same seed streams the same chunks.
-std::vector<float> synthetic_floats(std::uint64_t seed, std::uint64_t stream, std::size_t count) {
-  std::vector<float> values(count);
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::uint64_t bits = splitmix64(seed ^ (stream << 32) ^ i);
-    values[i] = static_cast<float>(static_cast<double>(bits >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-  }
-  return values;
 }
 
 TensorView float_view(std::string_view key, std::span<const float> values, std::int64_t rows, std::int64_t dim) {
@@ -56,12 +47,14 @@ Stage0::Stage0(const RankContext& context, ControlChannels& channels, MeshMember
     : context_(context),
       channels_(channels),
       local_mesh_(local_mesh),
+      place_(chunk_tensor_place(context)),
       d_in_("d_in", static_cast<std::size_t>(context.config.depth_in)),
       d_out_("d_out", static_cast<std::size_t>(context.config.depth_out)),
       acceptance_(kFirstCacheEpoch, kReorderWindowDefault),
       receive_buffer_(control_frame_bytes_max()) {
   if (local_mesh_ != nullptr) fanout_.emplace(context, channels.mesh.get());
   summary_.chunks_requested = context.config.chunks;
+  if (context.payloads_on_device) summary_.stage0_device = "cuda:" + std::to_string(context.gpu->device_index());
 }
 
 template <typename Body>
@@ -136,12 +129,14 @@ EnvelopeDraft Stage0::make_draft(std::int64_t chunk, std::uint64_t epoch, std::i
   const Plan plan = plan_for_chunk({config.num_denoise_steps, config.recompute_every}, chunk_in_epoch, epoch);
   envelope.plan = plan;
   envelope.meta = make_meta(chunk, epoch);
-  draft.latents = synthetic_floats(config.seed, static_cast<std::uint64_t>(chunk) * 2,
-                                   static_cast<std::size_t>(model.tokens_per_chunk()) * model.dim);
+  // Deterministic inputs: every run of the same seed streams the same chunks.
+  draft.latents = PlacedFloats(place_.memory(), static_cast<std::size_t>(model.tokens_per_chunk()) * model.dim);
+  place_.fill_inputs(draft.latents.values(), config.seed, static_cast<std::uint64_t>(chunk) * 2);
   if (plan.do_kv_recompute) {
     const auto held = std::min<std::int64_t>(chunk_in_epoch * model.frames_per_chunk, model.window_frames);
-    draft.context_override = synthetic_floats(config.seed, static_cast<std::uint64_t>(chunk) * 2 + 1,
-                                              static_cast<std::size_t>(held * model.tokens_per_frame) * model.dim);
+    draft.context_override =
+        PlacedFloats(place_.memory(), static_cast<std::size_t>(held * model.tokens_per_frame) * model.dim);
+    place_.fill_inputs(draft.context_override.values(), config.seed, static_cast<std::uint64_t>(chunk) * 2 + 1);
   }
   draft.produce_ms = elapsed_ms(started);
   return draft;
@@ -210,10 +205,11 @@ void Stage0::send_infer(EnvelopeDraft& draft) {
   draft.envelope.ids.call_id = next_call_id_++;
   inject_before_send(draft);
   const ModelConfig model = model_config_from_name(context_.config.model);
-  std::vector<TensorView> tensors{float_view(kLatentsKey, draft.latents, model.tokens_per_chunk(), model.dim)};
+  std::vector<TensorView> tensors{float_view(kLatentsKey, draft.latents.values(), model.tokens_per_chunk(), model.dim)};
   if (!draft.context_override.empty()) {
-    tensors.push_back(float_view(kContextOverrideKey, draft.context_override,
-                                 static_cast<std::int64_t>(draft.context_override.size()) / model.dim, model.dim));
+    const std::span<const float> context = draft.context_override.values();
+    tensors.push_back(float_view(kContextOverrideKey, context, static_cast<std::int64_t>(context.size()) / model.dim,
+                                 model.dim));
   }
   const std::uint8_t unsupported_dtype = kDTypeMaxValue + 1;
   if (context_.fires(FaultId::kA2, static_cast<std::int64_t>(draft.envelope.ids.chunk_index), 0, kDefaultFaultChunk)) {
@@ -259,7 +255,7 @@ void Stage0::inject_before_send(EnvelopeDraft& draft) {
   if (context_.fires(FaultId::kF1, chunk, 0, kDefaultFaultChunk)) {
     draft.envelope.plan->do_kv_recompute = true;  // but no context_override tensor
     draft.envelope.plan->expected_generator_calls = plan_generator_calls(draft.envelope.plan->num_denoise_steps, true);
-    draft.context_override.clear();
+    draft.context_override = PlacedFloats{};
   }
   if (context_.fires(FaultId::kD3, chunk, 0, kDefaultFaultChunk)) draft.envelope.ids.call_id -= 2;
   if (context_.fires(FaultId::kB6, chunk, 0, kDefaultFaultChunk)) draft.envelope.ids.chunk_index += 1;
@@ -272,7 +268,7 @@ void Stage0::inject_before_send(EnvelopeDraft& draft) {
 
 // tp: rank 0 is the leader; it forwards to the workers and runs the chunk.
 void Stage0::run_local(const Envelope& envelope, PreparedEnvelope& prepared) {
-  PayloadBuffers payload = copy_payload(prepared.manifest(), prepared.payload());
+  PayloadBuffers payload = copy_payload(prepared.manifest(), prepared.payload(), place_.memory());
   fanout_->forward(prepared.frame());
   fanout_->broadcast(prepared.manifest(), payload);
   const ChunkOutcome outcome =
@@ -285,7 +281,12 @@ void Stage0::run_local(const Envelope& envelope, PreparedEnvelope& prepared) {
   result.geometry = envelope.geometry;
   result.durations.stage1_us = outcome.stage1_us;
   result.digests = {outcome.kv_state_digest, outcome.output_digest, outcome.input_digest, outcome.ledger_digest};
-  accept(std::move(result), outcome.output);
+  // The member's output buffer is reused by the next chunk: decode gets a copy.
+  const TensorView output = output_view(envelope.geometry, outcome.output);
+  PreparedResult prepared_result = preflight_result(result, std::span(&output, 1), context_.frame_context);
+  PayloadBuffers storage = copy_payload(prepared_result.manifest(), prepared_result.payload(), place_.memory());
+  const std::span<const float> copied = payload_floats(prepared_result.manifest(), storage, kOutputKey);
+  accept(std::move(result), std::move(storage), copied);
 }
 
 // Hard cut (SPEC §4E): bump the epoch, flush D_out, then drain and discard
@@ -380,16 +381,16 @@ void Stage0::on_control_frame(std::span<const std::uint8_t> frame) {
 void Stage0::handle_result_frame(std::span<const std::uint8_t> frame) {
   const DecodedResult decoded = decode_result(frame, context_.expect);
   PayloadBuffers payload = recv_payload(context_.comm, kGroupBoundary, kLeaderBoundaryRank, decoded.manifest,
-                                        decoded.result.ids.call_id, context_.deadline());
+                                        decoded.result.ids.call_id, place_.memory(), context_.deadline());
   const std::span<const float> output = payload_floats(decoded.manifest, payload, kOutputKey);
-  if (digest_bytes(output.data(), output.size_bytes()) != decoded.result.digests.output) {
+  if (place_.digest(output) != decoded.result.digests.output) {
     throw Error(ErrorCode::kDigest, "result of call_id " + std::to_string(decoded.result.ids.call_id) +
                                         ": output bytes do not match the output digest the mesh reported");
   }
-  accept(decoded.result, std::vector<float>(output.begin(), output.end()));
+  accept(decoded.result, std::move(payload), output);
 }
 
-void Stage0::accept(Result result, std::vector<float> output) {
+void Stage0::accept(Result result, PayloadBuffers output_storage, std::span<const float> output) {
   last_progress_ns_ = steady_clock().now_ns();
   const std::uint64_t call_id = result.ids.call_id;
   const auto sent = sent_.find(call_id);
@@ -403,7 +404,8 @@ void Stage0::accept(Result result, std::vector<float> output) {
   DecodeItem item;
   item.produce_ms = sent != sent_.end() ? sent->second.produce_ms : 0;
   item.result = std::move(result);
-  item.output = std::move(output);
+  item.output_storage = std::move(output_storage);
+  item.output = output;
   const std::uint64_t epoch = item.result.ids.cache_epoch;
   // An abandoned (old-epoch) result leaves the pipeline when it arrives; each
   // arrives at most once as abandoned, so a repeated stale copy is not
@@ -464,7 +466,9 @@ void Stage0::emit(DecodeItem& item) {
   const bool slowed = context_.faults.active_since(FaultId::kE1, context_.rank, chunk, 0, kDefaultFaultChunk);
   const double decode_ms = slowed ? std::max(context_.config.decode_ms, 1.0) * kSlowDecodeFactor
                                   : context_.config.decode_ms;
-  if (decode_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(decode_ms));
+  const Geometry& geometry = item.result.geometry;
+  place_.decode(item.output, static_cast<std::int64_t>(geometry.frames) * geometry.tokens_per_frame,
+                static_cast<int>(geometry.dim), decode_ms);
   LOCKSTEP_ASSERT(chunk > last_emitted_chunk_);  // exactly once, in order
   last_emitted_chunk_ = chunk;
   summary_.emitted.push_back({item.result.ids.chunk_index, item.result.ids.call_id, item.result.ids.cache_epoch,

@@ -28,14 +28,16 @@
 #include "mesh_member.h"
 #include "rank_context.h"
 #include "run_summary.h"
+#include "tensor_place.h"
 
 namespace lockstep {
 
 // An envelope the producer made; the comm thread gives it its call_id.
+// Its tensors live in Stage 0's tensor place (tensor_place.h).
 struct EnvelopeDraft {
   Envelope envelope;
-  std::vector<float> latents;
-  std::vector<float> context_override;  // empty unless the plan recomputes
+  PlacedFloats latents;
+  PlacedFloats context_override;  // empty unless the plan recomputes
   double produce_ms = 0;
 };
 
@@ -44,7 +46,8 @@ struct DecodeItem {
   enum class Kind : std::uint8_t { kChunk, kHardCut, kEnd };
   Kind kind = Kind::kChunk;
   Result result;
-  std::vector<float> output;
+  PayloadBuffers output_storage;  // in Stage 0's tensor place
+  std::span<const float> output;  // into output_storage
   double produce_ms = 0;
 };
 
@@ -84,7 +87,7 @@ class Stage0 {
   bool poll_result(std::chrono::milliseconds slice);
   void on_control_frame(std::span<const std::uint8_t> frame);
   void handle_result_frame(std::span<const std::uint8_t> frame);
-  void accept(Result result, std::vector<float> output);
+  void accept(Result result, PayloadBuffers output_storage, std::span<const float> output);
   void flush_pending_out();
   void inject_before_send(EnvelopeDraft& draft);
   void emit(DecodeItem& item);
@@ -93,6 +96,7 @@ class Stage0 {
   const RankContext& context_;
   ControlChannels& channels_;
   MeshMember* local_mesh_;
+  TensorPlace& place_;
   std::optional<WorkerFanout> fanout_;
   BoundedQueue<std::optional<EnvelopeDraft>> d_in_;
   BoundedQueue<DecodeItem> d_out_;

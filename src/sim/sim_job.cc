@@ -22,6 +22,6 @@ std::vector<float> sim_model_output(std::span<const float> latents, std::uint32_
   return output;
 }
 
-std::uint64_t digest_floats(std::span<const float> values) { return digest_bytes(values.data(), values.size_bytes()); }
+std::uint64_t digest_floats(std::span<const float> values) { return digest_tensor(values.data(), values.size_bytes()); }
 
 }  // namespace lockstep::sim

@@ -145,7 +145,7 @@ void Stage0Sim::on_message(Message& message) {
     throw Error(ErrorCode::kDecode, "result of call_id " + std::to_string(decoded.result.ids.call_id) +
                                         ": payload does not match its manifest");
   }
-  const std::uint64_t output_digest = digest_bytes(message.payload[0]);
+  const std::uint64_t output_digest = digest_tensor(message.payload[0].data(), message.payload[0].size());
   if (output_digest != decoded.result.digests.output) {
     throw Error(ErrorCode::kDigest, "result of call_id " + std::to_string(decoded.result.ids.call_id) +
                                         ": output bytes do not match the output digest the mesh reported");

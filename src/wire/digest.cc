@@ -1,7 +1,9 @@
 #include "lockstep/digest.h"
 
+#define XXH_STATIC_LINKING_ONLY  // XXH64_state_t on the stack: digest_tensor allocates nothing
 #include <xxhash.h>
 
+#include <algorithm>
 #include <array>
 
 #include "lockstep/assert.h"
@@ -26,6 +28,37 @@ std::uint64_t digest_bytes(const void* data, std::size_t size_bytes) noexcept {
 }
 
 std::uint64_t digest_string(std::string_view text) noexcept { return XXH3_64bits(text.data(), text.size()); }
+
+namespace {
+class TensorBlockFold {
+ public:
+  explicit TensorBlockFold(std::size_t size_bytes) noexcept { XXH64_reset(&state_, size_bytes); }
+  void add(std::uint64_t block_digest) noexcept {
+    std::array<std::uint8_t, 8> word{};
+    wire_detail::store_le(word.data(), block_digest, 8);
+    XXH64_update(&state_, word.data(), word.size());
+  }
+  std::uint64_t digest() const noexcept { return XXH64_digest(&state_); }
+
+ private:
+  XXH64_state_t state_{};
+};
+}  // namespace
+
+std::uint64_t digest_tensor(const void* data, std::size_t size_bytes) noexcept {
+  const auto* bytes = static_cast<const std::uint8_t*>(data);
+  TensorBlockFold fold(size_bytes);
+  for (std::size_t offset = 0, block = 0; offset < size_bytes; offset += kTensorDigestBlockBytes, ++block) {
+    fold.add(XXH64(bytes + offset, std::min(kTensorDigestBlockBytes, size_bytes - offset), block));
+  }
+  return fold.digest();
+}
+
+std::uint64_t digest_tensor_blocks(std::span<const std::uint64_t> block_digests, std::size_t size_bytes) noexcept {
+  TensorBlockFold fold(size_bytes);
+  for (const std::uint64_t block_digest : block_digests) fold.add(block_digest);
+  return fold.digest();
+}
 
 std::uint64_t digest_combine(std::uint64_t running, std::uint64_t next) noexcept {
   std::array<std::uint8_t, 16> pair{};

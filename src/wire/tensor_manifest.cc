@@ -1,6 +1,7 @@
 #include "lockstep/tensor_manifest.h"
 
 #include <algorithm>
+#include <cstring>
 #include <new>
 #include <string>
 #include <tuple>
@@ -212,8 +213,26 @@ const TensorSpec* find_tensor(std::span<const TensorSpec> manifest, std::string_
 
 }  // namespace wire_detail
 
-void PayloadBuffers::AlignedFree::operator()(std::uint8_t* p) const noexcept {
-  ::operator delete(p, std::align_val_t{wire_detail::kPayloadAlignmentBytes});
+namespace {
+class HostPayloadMemory final : public PayloadMemory {
+ public:
+  std::uint8_t* allocate(std::size_t bytes) override {
+    void* raw = ::operator new(bytes, std::align_val_t{wire_detail::kPayloadAlignmentBytes}, std::nothrow);
+    if (raw == nullptr) {
+      throw Error(ErrorCode::kResource, "cannot allocate " + std::to_string(bytes) + " bytes of tensor payload");
+    }
+    return static_cast<std::uint8_t*>(raw);
+  }
+  void release(std::uint8_t* block, std::size_t /*bytes*/) noexcept override {
+    ::operator delete(block, std::align_val_t{wire_detail::kPayloadAlignmentBytes});
+  }
+  void copy(void* to, const void* from, std::size_t bytes) override { std::memcpy(to, from, bytes); }
+};
+}  // namespace
+
+PayloadMemory& host_payload_memory() {
+  static HostPayloadMemory memory;
+  return memory;
 }
 
 std::span<std::uint8_t> PayloadBuffers::tensor(std::size_t manifest_position) const {
@@ -224,19 +243,15 @@ std::span<std::uint8_t> PayloadBuffers::tensor(std::size_t manifest_position) co
   return spans_[manifest_position];
 }
 
-PayloadBuffers allocate_payload(std::span<const TensorSpec> manifest) {
+PayloadBuffers allocate_payload(std::span<const TensorSpec> manifest, PayloadMemory& memory) {
   constexpr std::uint64_t kAlign = wire_detail::kPayloadAlignmentBytes;
   PayloadBuffers out;
   out.payload_bytes_ = wire_detail::check_manifest(manifest, ErrorCode::kSchema);
   std::uint64_t storage_bytes = 0;
   for (const TensorSpec& spec : manifest) storage_bytes += (spec.size_bytes + kAlign - 1) / kAlign * kAlign;
-  if (storage_bytes > 0) {
-    void* raw = ::operator new(storage_bytes, std::align_val_t{kAlign}, std::nothrow);
-    if (raw == nullptr) {
-      throw Error(ErrorCode::kResource, "cannot allocate " + std::to_string(storage_bytes) + " bytes of tensor payload");
-    }
-    out.storage_.reset(static_cast<std::uint8_t*>(raw));
-  }
+  out.storage_ = std::unique_ptr<std::uint8_t, PayloadBuffers::Release>(
+      storage_bytes > 0 ? memory.allocate(storage_bytes) : nullptr,
+      PayloadBuffers::Release{&memory, storage_bytes});
   out.spans_.reserve(manifest.size());
   std::uint64_t offset = 0;
   for (const TensorSpec& spec : manifest) {

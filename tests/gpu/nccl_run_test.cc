@@ -1,10 +1,12 @@
-// `lockstep run --backend nccl` end to end (issue 8): Stage 0 decodes on the
-// CPU and talks to the mesh over Gloo, the mesh runs the CUDA model on NCCL.
+// `lockstep run --backend nccl` end to end (issues 8, 16): the mesh runs the
+// CUDA model on NCCL; Stage 0 decodes on the CPU and talks to the mesh over
+// Gloo, or, with a GPU for every rank, on its own GPU over NCCL.
 // Real processes under a hard bound, as the break-it suite runs them. The
 // runs need a GPU (label gpu); the refusal test runs everywhere.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -97,6 +99,36 @@ TEST(NcclRun, TpOnTwoGpusReplaysTheMeshSumsFromCudaGraphs) {
   expect_all_chunks_accounted(graph);
   EXPECT_EQ(graph.json["config"]["graph_capture"], true);
   expect_same_outputs(eager, graph);
+}
+
+// Issue 16: with a GPU for every rank, Stage 0 takes its own and the
+// boundary runs on NCCL: inputs made on Stage 0's GPU, payloads device to
+// device both ways, output digests computed and checked on the GPUs, decode
+// on the GPU. The same job with one GPU visible (Stage 0 on the CPU, the
+// boundary on Gloo) emits the same bytes: the GPU makes the CPU's inputs and
+// the device digest is the host's.
+TEST(NcclRun, Stage0OnItsOwnGpuEmitsWhatACpuStage0Emits) {
+  LOCKSTEP_REQUIRE_CUDA_DEVICE();
+  if (cuda_device_count() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  const JobRun device = run_ok(nccl_job("pp0", 2, {"--model", "small"}));
+  ASSERT_EQ(::setenv("CUDA_VISIBLE_DEVICES", "0", 1), 0);
+  const JobRun host = run_ok(nccl_job("pp0", 2, {"--model", "small"}));
+  ::unsetenv("CUDA_VISIBLE_DEVICES");
+  ASSERT_TRUE(device.json.is_object() && host.json.is_object());
+  EXPECT_EQ(device.json["stage0_device"], "cuda:0");
+  EXPECT_EQ(host.json["stage0_device"], "cpu");
+  expect_all_chunks_accounted(device);
+  expect_same_outputs(host, device);
+}
+
+// Fault H1 perturbs one mesh rank's input on its GPU: the digests the mesh
+// compares are computed there, and they catch it.
+TEST(NcclRun, AnInputPerturbedOnAGpuIsCaughtByTheDeviceDigests) {
+  LOCKSTEP_REQUIRE_CUDA_DEVICE();
+  if (cuda_device_count() < 3) GTEST_SKIP() << "needs three CUDA devices";
+  const JobRun run = run_lockstep(nccl_job("pp1", 3, {"--inject", "H1"}), kRunBound);
+  EXPECT_FALSE(run.hung) << describe_job(run);
+  EXPECT_EQ(run.exit_code, kExitDigest) << describe_job(run);
 }
 
 TEST(NcclRun, TpOnOneRankDrivesTheGpuFromRankZero) {

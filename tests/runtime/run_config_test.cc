@@ -187,6 +187,30 @@ TEST(GroupBackendPlan, Pp0OnOneGpuPutsOnlyTheMeshOnNccl) {
   EXPECT_EQ(tp.device_of_rank.at(0).gpu_index, 0);  // tp's rank 0 is in the mesh
 }
 
+// Issue 16: with a GPU for every rank, Stage 0 gets its own (rank r on GPU
+// r) and the boundary runs on NCCL, device to device; one GPU short, Stage 0
+// stays on the CPU and the boundary on Gloo.
+TEST(GroupBackendPlan, AGpuForEveryRankPutsStage0AndTheBoundaryOnTheGpus) {
+  for (const auto& [topology, nproc] : {std::pair{Topology::kPp0, 2}, std::pair{Topology::kPp1, 3},
+                                        std::pair{Topology::kPp1, 5}}) {
+    SCOPED_TRACE(std::string(topology_name(topology)) + " " + std::to_string(nproc));
+    const GroupBackendPlan plan = plan_group_backends(nccl_config(topology, nproc), MachineGpus{true, nproc});
+    EXPECT_TRUE(plan.stage0_on_gpu);
+    EXPECT_EQ(plan.backend_of_group.at("boundary"), "nccl");
+    EXPECT_EQ(plan.backend_of_group.at("mesh"), "nccl");
+    EXPECT_EQ(plan.backend_of_group.at("world"), "gloo");
+    for (int rank = 0; rank < nproc; ++rank) EXPECT_EQ(plan.device_of_rank.at(rank).gpu_index, rank);
+    const GroupBackendPlan short_one =
+        plan_group_backends(nccl_config(topology, nproc), MachineGpus{true, nproc - 1});
+    EXPECT_FALSE(short_one.stage0_on_gpu);
+    EXPECT_EQ(short_one.backend_of_group.at("boundary"), "gloo");
+    EXPECT_EQ(short_one.device_of_rank.at(0).gpu_index, -1);
+    EXPECT_EQ(short_one.device_of_rank.at(1).gpu_index, 0);
+  }
+  const GroupBackendPlan tp = plan_group_backends(nccl_config(Topology::kTp, 2), MachineGpus{true, 4});
+  EXPECT_FALSE(tp.stage0_on_gpu);  // tp has no boundary: rank 0 is in the mesh
+}
+
 TEST(GroupBackendPlan, AMeshWiderThanTheGpusIsRefusedWithTheCount) {
   const std::string message = plan_error(nccl_config(Topology::kPp1, 3), MachineGpus{true, 1});
   EXPECT_NE(message.find("2 mesh ranks"), std::string::npos) << message;

@@ -1,6 +1,9 @@
 #include "lockstep/digest.h"
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
+
+#include <algorithm>
 
 #include <vector>
 
@@ -29,6 +32,29 @@ TEST(Digest, CombineIsOrderSensitive) {
   const std::uint64_t b = digest_string("b");
   EXPECT_NE(digest_combine(digest_combine(0, a), b), digest_combine(digest_combine(0, b), a));
   EXPECT_EQ(digest_combine(a, b), digest_combine(a, b));
+}
+
+// The tensor digest is its blockwise definition (what the GPU computes):
+// each block's XXH64 seeded by its index, folded in order with the size.
+TEST(Digest, TensorDigestFoldsBlockDigestsInOrder) {
+  std::vector<std::uint8_t> bytes(3 * kTensorDigestBlockBytes + 100);
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::uint8_t>((i * 2654435761ull) >> 11);
+  std::vector<std::uint64_t> blocks;
+  for (std::size_t offset = 0, block = 0; offset < bytes.size(); offset += kTensorDigestBlockBytes, ++block) {
+    blocks.push_back(XXH64(bytes.data() + offset, std::min(kTensorDigestBlockBytes, bytes.size() - offset), block));
+  }
+  const std::uint64_t whole = digest_tensor(bytes.data(), bytes.size());
+  EXPECT_EQ(whole, digest_tensor_blocks(blocks, bytes.size()));
+  EXPECT_NE(whole, digest_tensor(bytes.data(), bytes.size() - 1));  // the size is folded in
+  bytes[2 * kTensorDigestBlockBytes + 5] ^= 1;
+  EXPECT_NE(whole, digest_tensor(bytes.data(), bytes.size()));  // every block counts
+  bytes[2 * kTensorDigestBlockBytes + 5] ^= 1;
+  // Swapping two blocks changes it: the fold is ordered and seeds are per block.
+  std::vector<std::uint8_t> swapped(bytes);
+  std::swap_ranges(swapped.begin(), swapped.begin() + kTensorDigestBlockBytes,
+                   swapped.begin() + kTensorDigestBlockBytes);
+  EXPECT_NE(whole, digest_tensor(swapped.data(), swapped.size()));
+  EXPECT_EQ(digest_tensor(nullptr, 0), digest_tensor_blocks({}, 0));
 }
 
 TEST(Digest, StreamEqualsOneShotOfConcatenation) {

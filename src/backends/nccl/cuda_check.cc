@@ -21,4 +21,14 @@ void check_cublas(int status, const char* what) {
   throw Error(ErrorCode::kBackend, std::string(what) + ": cublas status " + std::to_string(status));
 }
 
+bool is_device_pointer(const void* data) {
+  cudaPointerAttributes attributes{};
+  const cudaError_t status = cudaPointerGetAttributes(&attributes, data);
+  if (status == cudaSuccess) {
+    return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
+  }
+  cudaGetLastError();
+  return false;
+}
+
 }  // namespace lockstep::cuda_detail

@@ -16,5 +16,8 @@ void check_cuda(cudaError_t status, const char* what);
 void check_nccl(ncclResult_t status, const char* what);
 // Throws Error{kBackend} naming what and the cuBLAS status unless it is 0.
 void check_cublas(int status, const char* what);
+// True for device (or managed) memory; false for host memory, also memory
+// CUDA has never seen (the failed query leaves no sticky error behind).
+bool is_device_pointer(const void* data);
 
 }  // namespace lockstep::cuda_detail

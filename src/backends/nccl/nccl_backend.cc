@@ -24,6 +24,10 @@ namespace {
 
 using cuda_detail::check_cuda;
 using cuda_detail::check_nccl;
+// Device (or managed) memory goes to NCCL as is; anything else is host memory
+// and is staged (a host pointer handed to NCCL would fault on the device, far
+// from its cause).
+using cuda_detail::is_device_pointer;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kUniqueIdKey[] = "nccl_unique_id";
@@ -561,19 +565,6 @@ class NcclBackendImpl final : public NcclBackend {
                    "tag " + std::to_string(tag) +
                        " unsupported; NCCL matches p2p messages in FIFO order per peer, use tag 0");
     }
-  }
-
-  // Device (or managed) memory goes to NCCL as is; anything else is host
-  // memory and is staged (a host pointer handed to NCCL would fault on the
-  // device, far from its cause).
-  static bool is_device_pointer(const void* data) {
-    cudaPointerAttributes attributes{};
-    const cudaError_t status = cudaPointerGetAttributes(&attributes, data);
-    if (status == cudaSuccess) {
-      return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
-    }
-    cudaGetLastError();  // a failed query must not leave a sticky error behind
-    return false;
   }
 
   const std::shared_ptr<CommShared> shared_;  // the communicator, its lock, the event pool

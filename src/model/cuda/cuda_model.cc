@@ -433,6 +433,10 @@ void CudaModel::Impl::append_frames(int frames) {
 // (bounded) for the previous use of the staging buffer first.
 void CudaModel::Impl::upload_host(std::span<const float> host, float* device_ptr,
                                   const char* what) {
+  if (cuda_detail::is_device_pointer(host.data())) {  // a payload that stayed on a GPU
+    check_cuda(cudaMemcpyAsync(device_ptr, host.data(), host.size_bytes(), cudaMemcpyDefault, stream), what);
+    return;
+  }
   wait_event(done, kStagingWaitTimeout, what);
   std::memcpy(staging->get(), host.data(), host.size() * sizeof(float));
   check_cuda(cudaMemcpyAsync(device_ptr, staging->get(), host.size() * sizeof(float),
@@ -517,15 +521,27 @@ void CudaModel::reset_cache() {
 void CudaModel::set_attention_bias(float bias) { impl_->attention_bias = bias; }
 
 std::vector<float> CudaModel::read_output(std::chrono::milliseconds timeout) {
+  std::vector<float> output(static_cast<std::size_t>(impl_->config.tokens_per_chunk()) * impl_->config.dim);
+  read_output_to(output, timeout);
+  return output;
+}
+
+void CudaModel::read_output_to(std::span<float> out, std::chrono::milliseconds timeout) {
   Impl& m = *impl_;
   const std::size_t count = static_cast<std::size_t>(m.config.tokens_per_chunk()) * m.config.dim;
-  wait_event(m.done, timeout, "staging buffer");
-  check_cuda(cudaMemcpyAsync(m.staging->get(), m.x.get(), count * sizeof(float),
-                             cudaMemcpyDeviceToHost, m.stream),
+  if (out.size() != count) {
+    throw Error(ErrorCode::kSchema, "cuda model read_output: " + std::to_string(out.size()) +
+                                        " values, expected N·D = " + std::to_string(count));
+  }
+  check_cuda(cudaSetDevice(m.options.device_index), "cudaSetDevice");
+  const bool on_device = cuda_detail::is_device_pointer(out.data());
+  if (!on_device) wait_event(m.done, timeout, "staging buffer");
+  check_cuda(cudaMemcpyAsync(on_device ? out.data() : m.staging->get(), m.x.get(), count * sizeof(float),
+                             cudaMemcpyDefault, m.stream),
              "download x");
   check_cuda(cudaEventRecord(m.done, m.stream), "record output event");
   wait_event(m.done, timeout, "read_output");
-  return std::vector<float>(m.staging->get(), m.staging->get() + count);
+  if (!on_device) std::copy(m.staging->get(), m.staging->get() + count, out.begin());
 }
 
 void CudaModel::visit_weights(const std::function<void(std::span<const std::uint8_t>)>& visit,

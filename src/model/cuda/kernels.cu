@@ -281,4 +281,151 @@ void add_into(float* x, const bf16* y, std::size_t count, cudaStream_t stream) {
   check_launch("add_into");
 }
 
+// ---- a chunk's tensors outside the layers: Stage 0's inputs and decoder, digests
+
+namespace {
+
+__global__ void fill_uniform_kernel(float* out, std::size_t count, std::uint64_t seed, std::uint64_t stream_id,
+                                    float scale) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const std::uint64_t bits = splitmix64(seed ^ (stream_id << 32) ^ i);
+    const double unit = __dmul_rn(static_cast<double>(bits >> 11), kUnitScale);
+    out[i] = static_cast<float>(__dadd_rn(__dmul_rn(unit, 2.0), -1.0)) * scale;
+  }
+}
+
+constexpr std::uint64_t kXxPrime1 = 0x9E3779B185EBCA87ull;
+constexpr std::uint64_t kXxPrime2 = 0xC2B2AE3D27D4EB4Full;
+constexpr std::uint64_t kXxPrime3 = 0x165667B19E3779F9ull;
+constexpr std::uint64_t kXxPrime4 = 0x85EBCA77C2B2AE63ull;
+constexpr std::uint64_t kXxPrime5 = 0x27D4EB2F165667C5ull;
+
+__device__ std::uint64_t rotl64(std::uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+__device__ std::uint64_t xx_round(std::uint64_t acc, std::uint64_t input) {
+  return rotl64(acc + input * kXxPrime2, 31) * kXxPrime1;
+}
+__device__ std::uint64_t xx_merge(std::uint64_t acc, std::uint64_t value) {
+  return (acc ^ xx_round(0, value)) * kXxPrime1 + kXxPrime4;
+}
+__device__ std::uint64_t load_le64(const std::uint8_t* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+__device__ std::uint32_t load_le32(const std::uint8_t* p) {
+  return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
+         static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
+}
+
+// XXH64 (xxHash's specification) of `len` bytes: the host's libxxhash value.
+__device__ std::uint64_t xxh64(const std::uint8_t* p, std::size_t len, std::uint64_t seed) {
+  const std::uint8_t* const end = p + len;
+  std::uint64_t h;
+  if (len >= 32) {
+    std::uint64_t v1 = seed + kXxPrime1 + kXxPrime2, v2 = seed + kXxPrime2, v3 = seed, v4 = seed - kXxPrime1;
+    for (; p + 32 <= end; p += 32) {
+      v1 = xx_round(v1, load_le64(p));
+      v2 = xx_round(v2, load_le64(p + 8));
+      v3 = xx_round(v3, load_le64(p + 16));
+      v4 = xx_round(v4, load_le64(p + 24));
+    }
+    h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+    h = xx_merge(xx_merge(xx_merge(xx_merge(h, v1), v2), v3), v4);
+  } else {
+    h = seed + kXxPrime5;
+  }
+  h += len;
+  for (; p + 8 <= end; p += 8) h = rotl64(h ^ xx_round(0, load_le64(p)), 27) * kXxPrime1 + kXxPrime4;
+  if (p + 4 <= end) {
+    h = rotl64(h ^ (static_cast<std::uint64_t>(load_le32(p)) * kXxPrime1), 23) * kXxPrime2 + kXxPrime3;
+    p += 4;
+  }
+  for (; p < end; ++p) h = rotl64(h ^ (*p * kXxPrime5), 11) * kXxPrime1;
+  h ^= h >> 33;
+  h *= kXxPrime2;
+  h ^= h >> 29;
+  h *= kXxPrime3;
+  return h ^ (h >> 32);
+}
+
+__global__ void block_digests_kernel(const std::uint8_t* data, std::size_t bytes, std::size_t block_bytes,
+                                     std::size_t blocks, std::uint64_t* out) {
+  for (std::size_t b = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; b < blocks;
+       b += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const std::size_t offset = b * block_bytes;
+    const std::size_t len = bytes - offset < block_bytes ? bytes - offset : block_bytes;
+    out[b] = xxh64(data + offset, len, b);
+  }
+}
+
+constexpr int kDecoderTile = 16;
+
+// out[co, y, x] = silu?(bias[co] + Σ_ci Σ_3x3 w[co, ci, dy, dx] · in[ci, y+dy-1, x+dx-1]), zero padding.
+__global__ void conv3x3_kernel(const float* in, float* out, const float* weights, const float* bias, int c_in,
+                               int c_out, int h, int w, bool silu) {
+  const int x = blockIdx.x * kDecoderTile + threadIdx.x;
+  const int y = blockIdx.y * kDecoderTile + threadIdx.y;
+  if (x >= w || y >= h) return;
+  for (int co = 0; co < c_out; ++co) {
+    float acc = bias[co];
+    for (int ci = 0; ci < c_in; ++ci) {
+      const float* plane = in + static_cast<std::size_t>(ci) * h * w;
+      const float* k = weights + (static_cast<std::size_t>(co) * c_in + ci) * 9;
+      for (int dy = -1; dy <= 1; ++dy) {
+        const int yy = y + dy;
+        if (yy < 0 || yy >= h) continue;
+        for (int dx = -1; dx <= 1; ++dx) {
+          const int xx = x + dx;
+          if (xx < 0 || xx >= w) continue;
+          acc += k[(dy + 1) * 3 + dx + 1] * plane[static_cast<std::size_t>(yy) * w + xx];
+        }
+      }
+    }
+    if (silu) acc = acc / (1.0f + __expf(-acc));
+    out[(static_cast<std::size_t>(co) * h + y) * w + x] = acc;
+  }
+}
+
+__global__ void upsample2x_kernel(const float* in, float* out, int channels, int h, int w) {
+  const std::size_t count = static_cast<std::size_t>(channels) * 4 * h * w;
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const std::size_t x = i % (2 * w), y = i / (2 * w) % (2 * h), c = i / (4 * static_cast<std::size_t>(h) * w);
+    out[i] = in[(c * h + y / 2) * w + x / 2];
+  }
+}
+
+}  // namespace
+
+void fill_uniform(float* out, std::size_t count, std::uint64_t seed, std::uint64_t stream_id, float scale,
+                  cudaStream_t stream) {
+  if (count == 0) return;
+  fill_uniform_kernel<<<blocks_for(count), kThreadsPerBlock, 0, stream>>>(out, count, seed, stream_id, scale);
+  check_launch("fill_uniform");
+}
+
+void tensor_block_digests(const void* data, std::size_t bytes, std::size_t block_bytes, std::uint64_t* out,
+                          cudaStream_t stream) {
+  const std::size_t blocks = (bytes + block_bytes - 1) / block_bytes;
+  if (blocks == 0) return;
+  block_digests_kernel<<<blocks_for(blocks), kThreadsPerBlock, 0, stream>>>(
+      static_cast<const std::uint8_t*>(data), bytes, block_bytes, blocks, out);
+  check_launch("tensor_block_digests");
+}
+
+void conv3x3(const float* in, float* out, const float* weights, const float* bias, int c_in, int c_out, int h,
+             int w, bool silu, cudaStream_t stream) {
+  const dim3 threads(kDecoderTile, kDecoderTile);
+  const dim3 grid((w + kDecoderTile - 1) / kDecoderTile, (h + kDecoderTile - 1) / kDecoderTile);
+  conv3x3_kernel<<<grid, threads, 0, stream>>>(in, out, weights, bias, c_in, c_out, h, w, silu);
+  check_launch("conv3x3");
+}
+
+void upsample2x(const float* in, float* out, int channels, int h, int w, cudaStream_t stream) {
+  upsample2x_kernel<<<blocks_for(static_cast<std::size_t>(channels) * 4 * h * w), kThreadsPerBlock, 0, stream>>>(
+      in, out, channels, h, w);
+  check_launch("upsample2x");
+}
+
 }  // namespace lockstep::cuda_model

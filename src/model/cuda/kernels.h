@@ -62,4 +62,22 @@ void gelu_tanh(const float* in, bf16* out, std::size_t count, cudaStream_t strea
 // x += y
 void add_into(float* x, const bf16* y, std::size_t count, cudaStream_t stream);
 
+// ---- a chunk's tensors outside the layers (Stage 0 on its own GPU)
+
+// out[i] = (2u - 1) · scale with u from splitmix64(seed ^ (stream_id << 32) ^ i),
+// in double like the host: Stage 0's inputs on the GPU are the CPU Stage 0's
+// values bit for bit.
+void fill_uniform(float* out, std::size_t count, std::uint64_t seed, std::uint64_t stream_id, float scale,
+                  cudaStream_t stream);
+// out[b] = XXH64(block b of `block_bytes`, seed b), the last block possibly
+// short: the device half of digest_tensor (lockstep/digest.h).
+void tensor_block_digests(const void* data, std::size_t bytes, std::size_t block_bytes, std::uint64_t* out,
+                          cudaStream_t stream);
+// A 3×3 convolution, zero padding, [c_in, h, w] → [c_out, h, w], weights
+// [c_out, c_in, 3, 3], with SiLU when `silu`.
+void conv3x3(const float* in, float* out, const float* weights, const float* bias, int c_in, int c_out, int h,
+             int w, bool silu, cudaStream_t stream);
+// Nearest-neighbour ×2: [channels, h, w] → [channels, 2h, 2w].
+void upsample2x(const float* in, float* out, int channels, int h, int w, cudaStream_t stream);
+
 }  // namespace lockstep::cuda_model
