@@ -9,7 +9,7 @@
 #   bash scripts/device_multigpu_check.sh [tests|probe|breakit|hang|overlap ...]   (default: all)
 # `overlap`: the pipeline at the 14B layer shape with Stage 0 on its own GPU
 # (pp0 on 2 GPUs, pp1 with a TP=2 mesh on 3, TP=4 on 5 where lent), D = 1
-# and 2, decode 0 ms and a decode costing about one mesh step.
+# and 2, decode costs 0, 20 and 100 ms (OVERLAP_DECODE_MS).
 set -uo pipefail
 source "$(dirname "$0")/device_configure.sh"
 parts=("$@"); (( ${#parts[@]} )) || parts=(tests probe breakit hang overlap)
@@ -23,7 +23,8 @@ cmake --build build/gpu -j "$(nproc)" --target lockstep nccl_backend_test nccl_a
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 bin=build/gpu/lockstep
 if has tests; then
-  timeout 400 ctest --test-dir build/gpu -L gpu --output-on-failure 2>&1 | tail -30 | tee "$out/ctest-gpu.log"
+  timeout 400 ctest --test-dir build/gpu -L gpu --output-on-failure > "$out/ctest-gpu.log" 2>&1
+  grep -E "^\[  FAILED|Failure|tests passed|Test +#" "$out/ctest-gpu.log" | cut -c1-200
 fi
 if has probe; then
   for tp in 2 4; do
@@ -96,7 +97,7 @@ if has overlap; then
   for shape in "pp0 2" "pp1 3" "pp1 5"; do
     read -r topology nproc <<< "$shape"
     (( gpus >= nproc )) || { echo "| $topology $nproc | not run: $gpus GPUs |" >> "$table"; continue; }
-    for decode in 0 ${OVERLAP_DECODE_MS:-100}; do
+    for decode in ${OVERLAP_DECODE_MS:-0 20 100}; do
       for depth in 1 2; do
         log="$out/overlap-$topology$nproc-decode$decode-d$depth.json"
         timeout 180 "$bin" run --json --backend nccl --topology "$topology" --nproc "$nproc" --model dit14b-layer \

@@ -283,9 +283,9 @@ void Stage0::run_local(const Envelope& envelope, PreparedEnvelope& prepared) {
   result.digests = {outcome.kv_state_digest, outcome.output_digest, outcome.input_digest, outcome.ledger_digest};
   // The member's output buffer is reused by the next chunk: decode gets a copy.
   const TensorView output = output_view(envelope.geometry, outcome.output);
-  PreparedResult prepared_result = preflight_result(result, std::span(&output, 1), context_.frame_context);
-  PayloadBuffers storage = copy_payload(prepared_result.manifest(), prepared_result.payload(), place_.memory());
-  const std::span<const float> copied = payload_floats(prepared_result.manifest(), storage, kOutputKey);
+  const TensorManifest manifest{TensorSpec{std::string(output.key), 0, output.dtype, output.shape, output.data.size()}};
+  PayloadBuffers storage = copy_payload(manifest, std::span(&output.data, 1), place_.memory());
+  const std::span<const float> copied = payload_floats(manifest, storage, kOutputKey);
   accept(std::move(result), std::move(storage), copied);
 }
 

@@ -41,11 +41,14 @@ std::map<int, std::string> output_digests(const JobRun& run) {
   return digests;
 }
 
-// Every requested chunk was emitted or flushed by a planned hard cut.
+// Every requested chunk was emitted, flushed by a planned hard cut, or
+// dropped stale (its result arrived after the cut had begun: how often
+// depends on how far ahead Stage 0 runs, not on correctness).
 void expect_all_chunks_accounted(const JobRun& run) {
   const int emitted = run.json["chunks_emitted"].get<int>();
   EXPECT_GE(emitted, 1) << run.json.dump(2);
-  EXPECT_EQ(emitted + run.json["discarded_at_cuts"].get<int>(), 12) << run.json.dump(2);
+  EXPECT_EQ(emitted + run.json["discarded_at_cuts"].get<int>() + run.json["stale_drops"].get<int>(), 12)
+      << run.json.dump(2);
 }
 
 JobRun run_ok(const std::vector<std::string>& args) {
