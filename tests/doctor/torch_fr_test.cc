@@ -147,6 +147,20 @@ TEST(TorchFlightRecorder, RealTorch211DumpsOfPlantedFaults) {
   }
 }
 
+// Torch's JSON form, as real dumps (torch 2.11 on 2 H200s, plant_fault.py
+// json, 2026-11-27: each rank wrote _dump_nccl_trace_json itself after rank
+// 1 skipped the third all_reduce). Same reader rules, same verdict as the
+// pickle form gives for the skip.
+TEST(TorchFlightRecorder, RealTorch211JsonDumpsNameTheRankThatSkipped) {
+  const Diagnosis d = diagnose_fixture("real/json");
+  EXPECT_TRUE(d.problems.empty()) << (d.problems.empty() ? "" : d.problems[0].message);
+  EXPECT_EQ(d.verdict, Verdict::kHang) << format_text(d);
+  EXPECT_EQ(d.primary.ranks, std::vector<int>{1}) << format_text(d);
+  EXPECT_EQ(d.primary.group, "0");
+  EXPECT_EQ(d.primary.op, "all_reduce");
+  EXPECT_EQ(d.primary.group_seq, 3);
+}
+
 // Real dumps of 4 ranks (torch 2.11 on 4 H200s, plant_fault.py subgroup-<R>,
 // 2026-11-27): two 2-rank subgroups [0, 1] (pg 1) and [2, 3] (pg 2), rank R
 // skips its subgroup's third all_reduce and goes on to the world all_reduce,
