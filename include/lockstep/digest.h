@@ -1,6 +1,7 @@
-// Digests (XXH3-64) shared by every layer: frame checksums, meta digests,
-// weight-shard fingerprints, input/output/KV-state digests, the job-token
-// digest in every frame header. A digest is a plain std::uint64_t; its text
+// Digests shared by every layer: frame checksums, meta digests, weight-shard
+// fingerprints, KV-state digests, the job-token digest in every frame header
+// (XXH3-64), and the digests of a chunk's tensors (digest_tensor, blockwise
+// XXH64, so a GPU computes them where the tensor lives). A digest is a plain std::uint64_t; its text
 // form is 16 lowercase hex digits. All functions are pure, thread-safe and
 // non-blocking.
 #pragma once
