@@ -350,9 +350,13 @@ class GuardedGroup:
 
 
 def digest(tensor: torch.Tensor) -> int:
-    """XXH3-64 of a tensor's bytes (a CUDA tensor is copied to the host first)."""
+    """lockstep's tensor digest (``digest_tensor``: XXH64 per 4 KiB block, folded) of a tensor's bytes.
+
+    The same value lockstep's runtime computes for a chunk's tensors. A CUDA
+    tensor is copied to the host first: the package does not link CUDA
+    kernels (the runtime digests on the GPU itself)."""
     host = tensor.detach().contiguous().cpu()
-    return _core.digest_bytes(host.data_ptr(), host.numel() * host.element_size())
+    return _core.digest_tensor(host.data_ptr(), host.numel() * host.element_size())
 
 
 def _p2p(blocking: str, nonblocking: str, tensor: torch.Tensor, peer: int, pg: Any, tag: int,

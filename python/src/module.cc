@@ -235,9 +235,11 @@ void bind_runtime(py::module_& m) {
            })
       .def("in_flight", [](ProcessRuntime& rt, std::size_t lane) { return rt.tracker().in_flight(lane); });
 
-  m.def("digest_bytes", [](std::uintptr_t data, std::size_t bytes) {
-    // XXH3-64 of host memory the caller owns (a CPU tensor's storage).
-    return digest_bytes({reinterpret_cast<const std::uint8_t*>(data), bytes});
+  m.def("digest_tensor", [](std::uintptr_t data, std::size_t bytes) {
+    // digest_tensor of host memory the caller owns (a CPU tensor's storage):
+    // the value lockstep's runtime computes for a chunk's tensors, on either side.
+    py::gil_scoped_release release;
+    return digest_tensor(reinterpret_cast<const void*>(data), bytes);
   });
   m.attr("LANES_MAX") = kCompletionLanesMax;
   py::dict ops;
