@@ -36,6 +36,11 @@ struct ChunkTiming {
   double stage0_ms = 0;      // Stage 0 produce + decode time of this chunk
   double stage1_ms = 0;      // the mesh's reported generation time
   std::int64_t emitted_ns = 0;  // when Stage 0 emitted the output (its clock)
+  // The boundary's own cost for this chunk as Stage 0 timed it: sending the
+  // payload and receiving (and digest-checking) the result; 0 in tp. It
+  // is part of neither stage time, so when it bounds the period it shows
+  // here rather than as unexplained period above max(stage0, stage1).
+  double boundary_ms = 0;
 };
 
 struct ChunkOverlap {
@@ -63,6 +68,7 @@ struct OverlapSummary {
   Distribution hidden_ms;
   Distribution mesh_idle_ms;
   Distribution overlap_score;  // .median is the OverlapScore
+  Distribution boundary_ms;    // every recorded chunk
   double mesh_idle_ms_total = 0;
 };
 

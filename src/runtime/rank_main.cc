@@ -75,6 +75,9 @@ ParityInputs parity_inputs(const RunConfig& config, int rank, const FaultPlan& f
   inputs.resolved = {{"backend.world", backends.backend_of_group.at(std::string(kGroupWorld))},
                      {"backend.boundary", boundary != backends.backend_of_group.end() ? boundary->second : "none"},
                      {"backend.mesh", mesh_backend},
+                     // Tensor digests are compared across ranks and against
+                     // Stage 0: every rank must compute the same function.
+                     {"digest.tensor", "xxh64_blocks_" + std::to_string(kTensorDigestBlockBytes)},
                      {"kernel.matmul", gpu_mesh ? "cublas_bf16" : "openblas_sgemm"}};
   inputs.gating_flags = {{"extra_norm_all_reduce", faults.active(FaultId::kB4, rank, last) ? "on" : "off"},
                          {"depth_in", std::to_string(config.depth_in)},

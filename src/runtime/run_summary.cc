@@ -18,6 +18,7 @@ nlohmann::json overlap_json(const OverlapSummary& overlap) {
   const double sum_stage = overlap.stage0_ms.median + overlap.stage1_ms.median;
   return {{"stage0_ms", distribution_json(overlap.stage0_ms)},
           {"stage1_ms", distribution_json(overlap.stage1_ms)},
+          {"boundary_ms", distribution_json(overlap.boundary_ms)},
           {"period_ms", distribution_json(overlap.period_ms)},
           {"hidden_ms", distribution_json(overlap.hidden_ms)},
           {"mesh_idle_ms_total", overlap.mesh_idle_ms_total},

@@ -372,20 +372,28 @@ void Stage0::on_control_frame(std::span<const std::uint8_t> frame) {
     throw Error(ErrorCode::kInternal, "injected C2: failing after the commitment point of call_id " +
                                           std::to_string(ids.call_id) + " (the leader waits for its payload)");
   }
+  const auto sending = std::chrono::steady_clock::now();
   send_payload(context_.comm, kGroupBoundary, kLeaderBoundaryRank, pending.prepared.manifest(),
                pending.prepared.payload(), control.ids.call_id, context_.deadline());
+  if (const auto sent = sent_.find(control.ids.call_id); sent != sent_.end()) {
+    sent->second.boundary_ms += elapsed_ms(sending);
+  }
   pending_payloads_.pop_front();
   last_progress_ns_ = steady_clock().now_ns();
 }
 
 void Stage0::handle_result_frame(std::span<const std::uint8_t> frame) {
   const DecodedResult decoded = decode_result(frame, context_.expect);
+  const auto receiving = std::chrono::steady_clock::now();
   PayloadBuffers payload = recv_payload(context_.comm, kGroupBoundary, kLeaderBoundaryRank, decoded.manifest,
                                         decoded.result.ids.call_id, place_.memory(), context_.deadline());
   const std::span<const float> output = payload_floats(decoded.manifest, payload, kOutputKey);
   if (place_.digest(output) != decoded.result.digests.output) {
     throw Error(ErrorCode::kDigest, "result of call_id " + std::to_string(decoded.result.ids.call_id) +
                                         ": output bytes do not match the output digest the mesh reported");
+  }
+  if (const auto sent = sent_.find(decoded.result.ids.call_id); sent != sent_.end()) {
+    sent->second.boundary_ms += elapsed_ms(receiving);
   }
   accept(decoded.result, std::move(payload), output);
 }
@@ -403,6 +411,7 @@ void Stage0::accept(Result result, PayloadBuffers output_storage, std::span<cons
   }
   DecodeItem item;
   item.produce_ms = sent != sent_.end() ? sent->second.produce_ms : 0;
+  item.boundary_ms = sent != sent_.end() ? sent->second.boundary_ms : 0;
   item.result = std::move(result);
   item.output_storage = std::move(output_storage);
   item.output = output;
@@ -476,7 +485,7 @@ void Stage0::emit(DecodeItem& item) {
   const double stage0_ms = item.produce_ms + elapsed_ms(started);
   write_progress();
   meter_.record({item.result.ids.chunk_index, stage0_ms, static_cast<double>(item.result.durations.stage1_us) / 1000.0,
-                 steady_clock().now_ns()});
+                 steady_clock().now_ns(), item.boundary_ms});
 }
 
 }  // namespace lockstep

@@ -49,6 +49,7 @@ struct DecodeItem {
   PayloadBuffers output_storage;  // in Stage 0's tensor place
   std::span<const float> output;  // into output_storage
   double produce_ms = 0;
+  double boundary_ms = 0;
 };
 
 class Stage0 {
@@ -69,6 +70,7 @@ class Stage0 {
   struct SentCall {
     std::uint32_t expected_generator_calls = 0;
     double produce_ms = 0;
+    double boundary_ms = 0;  // payload sent + result received (pp)
   };
 
   void producer_main();

@@ -25,7 +25,10 @@ using cuda_model::DeviceArray;
 
 constexpr int kDecoderChannels = 16;
 constexpr int kDecodedChannels = 3;
-constexpr int kDecoderLayersMax = 256;
+// The decoder alternates between two buffers, so its memory does not grow
+// with depth; the bound only stops a runaway calibration (a cost of minutes
+// on a tiny shape).
+constexpr int kDecoderLayersMax = 1 << 16;
 constexpr std::uint64_t kDecoderWeightSeed = 0x7661655f64656364ull;  // "vae_decd"
 constexpr std::chrono::microseconds kPollInterval{50};
 
@@ -252,7 +255,9 @@ int CudaChunkTensors::decode(std::span<const float> device_output, std::int64_t 
     impl_->build_decoder(device_output.data(), rows, dim, cost_ms);
   }
   impl_->run_decoder(device_output.data(), impl_->decoder->layers);
-  wait_for_this_thread(impl_->device_index, impl_->timeout, "decode");
+  // The decode is meant to take cost_ms: the deadline is for what comes on top.
+  const auto bound = impl_->timeout + std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(cost_ms)));
+  wait_for_this_thread(impl_->device_index, bound, "decode");
   return impl_->decoder->layers;
 }
 
