@@ -8,13 +8,13 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "backends/nccl/cuda_check.h"
 #include "lockstep/digest.h"
 #include "lockstep/error.h"
 #include "model/cuda/device_buffer.h"
+#include "model/cuda/event_wait.h"
 #include "model/cuda/kernels.h"
 
 namespace lockstep {
@@ -30,7 +30,6 @@ constexpr int kDecodedChannels = 3;
 // on a tiny shape).
 constexpr int kDecoderLayersMax = 1 << 16;
 constexpr std::uint64_t kDecoderWeightSeed = 0x7661655f64656364ull;  // "vae_decd"
-constexpr std::chrono::microseconds kPollInterval{50};
 
 // Waits for everything this thread queued on its own stream.
 void wait_for_this_thread(int device_index, std::chrono::milliseconds timeout, const char* what) {
@@ -39,17 +38,7 @@ void wait_for_this_thread(int device_index, std::chrono::milliseconds timeout, c
   check_cuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "create event");
   const std::unique_ptr<CUevent_st, decltype(&cudaEventDestroy)> owned(event, &cudaEventDestroy);
   check_cuda(cudaEventRecord(event, cudaStreamPerThread), what);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    const cudaError_t status = cudaEventQuery(event);
-    if (status == cudaSuccess) return;
-    if (status != cudaErrorNotReady) check_cuda(status, what);
-    if (std::chrono::steady_clock::now() >= deadline) {
-      throw Error(ErrorCode::kTimeout, std::string("gpu ") + what + " not done within " +
-                                           std::to_string(timeout.count()) + " ms");
-    }
-    std::this_thread::sleep_for(kPollInterval);
-  }
+  cuda_model::wait_event(event, timeout, "gpu", what);
 }
 
 class PooledDeviceMemory final : public PayloadMemory {

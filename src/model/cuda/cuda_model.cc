@@ -9,11 +9,11 @@
 #include <cstring>
 #include <map>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "backends/nccl/cuda_check.h"
 #include "model/cuda/device_buffer.h"
+#include "model/cuda/event_wait.h"
 #include "model/cuda/gemm.h"
 #include "model/cuda/kernels.h"
 #include "lockstep/assert.h"
@@ -61,19 +61,7 @@ std::uint64_t tensor_id(int layer, TensorKind kind) {
 // fan_in of the doc: a matrix's input width; 1 for t_embed (as the CPU model).
 constexpr double kTimeEmbedFanIn = 1.0;
 
-void wait_event(cudaEvent_t event, std::chrono::milliseconds timeout, const char* what) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    const cudaError_t status = cudaEventQuery(event);
-    if (status == cudaSuccess) return;
-    if (status != cudaErrorNotReady) check_cuda(status, what);
-    if (std::chrono::steady_clock::now() >= deadline) {
-      throw Error(ErrorCode::kTimeout, std::string("cuda model: ") + what + " not done within " +
-                                           std::to_string(timeout.count()) + " ms");
-    }
-    std::this_thread::sleep_for(kNcclPollInterval);
-  }
-}
+constexpr const char* kWho = "cuda model";  // how its timeouts name it
 
 // One layer's weight shard and KV ring (heads sharded across the mesh).
 struct LayerState {
@@ -279,7 +267,7 @@ void CudaModel::Impl::generate_weights() {
     gain(layer.gain_k, kGainK, local_dim, col0);
   }
   check_cuda(cudaEventRecord(done, stream), "record weights event");
-  wait_event(done, kStagingWaitTimeout, "weight generation");
+  cuda_model::wait_event(done, kStagingWaitTimeout, kWho, "weight generation");
 }
 
 void CudaModel::Impl::run_call(float* x_in, int tokens, int cached_frames) {
@@ -437,7 +425,7 @@ void CudaModel::Impl::upload_host(std::span<const float> host, float* device_ptr
     check_cuda(cudaMemcpyAsync(device_ptr, host.data(), host.size_bytes(), cudaMemcpyDefault, stream), what);
     return;
   }
-  wait_event(done, kStagingWaitTimeout, what);
+  cuda_model::wait_event(done, kStagingWaitTimeout, kWho, what);
   std::memcpy(staging->get(), host.data(), host.size() * sizeof(float));
   check_cuda(cudaMemcpyAsync(device_ptr, staging->get(), host.size() * sizeof(float),
                              cudaMemcpyHostToDevice, stream),
@@ -535,12 +523,12 @@ void CudaModel::read_output_to(std::span<float> out, std::chrono::milliseconds t
   }
   check_cuda(cudaSetDevice(m.options.device_index), "cudaSetDevice");
   const bool on_device = cuda_detail::is_device_pointer(out.data());
-  if (!on_device) wait_event(m.done, timeout, "staging buffer");
+  if (!on_device) cuda_model::wait_event(m.done, timeout, kWho, "staging buffer");
   check_cuda(cudaMemcpyAsync(on_device ? out.data() : m.staging->get(), m.x.get(), count * sizeof(float),
                              cudaMemcpyDefault, m.stream),
              "download x");
   check_cuda(cudaEventRecord(m.done, m.stream), "record output event");
-  wait_event(m.done, timeout, "read_output");
+  cuda_model::wait_event(m.done, timeout, kWho, "read_output");
   if (!on_device) std::copy(m.staging->get(), m.staging->get() + count, out.begin());
 }
 
@@ -553,12 +541,12 @@ void CudaModel::visit_weights(const std::function<void(std::span<const std::uint
   const auto download = [&](const void* device_data, std::size_t size_bytes) {
     for (std::size_t offset = 0; offset < size_bytes; offset += capacity_bytes) {
       const std::size_t piece_bytes = std::min(capacity_bytes, size_bytes - offset);
-      wait_event(m.done, timeout, "staging buffer");
+      cuda_model::wait_event(m.done, timeout, kWho, "staging buffer");
       check_cuda(cudaMemcpyAsync(host, static_cast<const std::uint8_t*>(device_data) + offset, piece_bytes,
                                  cudaMemcpyDeviceToHost, m.stream),
                  "download weights");
       check_cuda(cudaEventRecord(m.done, m.stream), "record download event");
-      wait_event(m.done, timeout, "download weights");
+      cuda_model::wait_event(m.done, timeout, kWho, "download weights");
       visit(std::span<const std::uint8_t>(host, piece_bytes));
     }
   };
