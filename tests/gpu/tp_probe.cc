@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "backends/nccl/cuda_check.h"
+#include "backends/nccl/unique_id.h"
 #include "model/cuda/gemm.h"
 #include "lockstep/communicator.h"
 #include "lockstep/completion_tracker.h"
@@ -42,6 +44,10 @@ namespace lockstep {
 namespace {
 
 using std::chrono::milliseconds;
+using cuda_detail::check_cublas;
+using cuda_detail::check_cuda;
+using cuda_detail::check_nccl;
+using cuda_detail::exchange_unique_id;
 using cuda_model::bf16;
 
 constexpr int kTokens = 2160;
@@ -54,16 +60,6 @@ struct Args {
   int rounds = 6;
   int layers = 40;
 };
-
-void require(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) throw Error(ErrorCode::kBackend, std::string(what) + ": " + cudaGetErrorString(status));
-}
-void require(ncclResult_t status, const char* what) {
-  if (status != ncclSuccess) throw Error(ErrorCode::kBackend, std::string(what) + ": " + ncclGetErrorString(status));
-}
-void require(cublasStatus_t status, const char* what) {
-  if (status != CUBLAS_STATUS_SUCCESS) throw Error(ErrorCode::kBackend, std::string(what) + ": cuBLAS failed");
-}
 
 Args parse(int argc, char** argv) {
   Args args;
@@ -86,8 +82,8 @@ Args parse(int argc, char** argv) {
 template <typename T>
 T* device_alloc(std::size_t count) {
   void* data = nullptr;
-  require(cudaMalloc(&data, count * sizeof(T)), "cudaMalloc");
-  require(cudaMemset(data, 0, count * sizeof(T)), "cudaMemset");
+  check_cuda(cudaMalloc(&data, count * sizeof(T)), "cudaMalloc");
+  check_cuda(cudaMemset(data, 0, count * sizeof(T)), "cudaMemset");
   return static_cast<T*>(data);
 }
 
@@ -138,19 +134,8 @@ ncclDataType_t nccl_type(DType dtype) { return dtype == DType::kF32 ? ncclFloat3
 
 // Rank 0 makes an NCCL id and publishes it under `key`; the others read it.
 ncclUniqueId shared_unique_id(Store& store, int rank, const std::string& key) {
-  ncclUniqueId id{};
-  if (rank == 0) {
-    require(ncclGetUniqueId(&id), "ncclGetUniqueId");
-    const auto* bytes = reinterpret_cast<const std::uint8_t*>(&id);
-    store.set(key, Bytes(bytes, bytes + sizeof(id)));
-    return id;
-  }
-  const Bytes bytes = store.get(key, kStartup);
-  if (bytes.size() != sizeof(id)) throw Error(ErrorCode::kBackend, key + ": not an NCCL unique id");
-  std::memcpy(&id, bytes.data(), sizeof(id));
-  return id;
+  return exchange_unique_id(store, key, rank == 0, kStartup, "tp_probe " + key, "rank 0");
 }
-
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values[values.size() / 2];
@@ -159,25 +144,25 @@ double median(std::vector<double> values) {
 int run(const Args& args) {
   const RankEnv env = read_rank_env();
   std::unique_ptr<Store> store = join_job(open_store(env), {env.job_id, env.job_token, env.generation}, env.rank, kStartup);
-  require(cudaSetDevice(env.local_rank), "cudaSetDevice");
+  check_cuda(cudaSetDevice(env.local_rank), "cudaSetDevice");
   cudaStream_t stream = nullptr;
-  require(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
   cublasHandle_t blas = nullptr;
-  require(cublasCreate(&blas), "cublasCreate");
-  require(cublasSetStream(blas, stream), "cublasSetStream");
+  check_cublas(cublasCreate(&blas), "cublasCreate");
+  check_cublas(cublasSetStream(blas, stream), "cublasSetStream");
   void* workspace = nullptr;  // a fixed workspace: capture must not allocate
   constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;
-  require(cudaMalloc(&workspace, kWorkspaceBytes), "cudaMalloc workspace");
-  require(cublasSetWorkspace(blas, workspace, kWorkspaceBytes), "cublasSetWorkspace");
+  check_cuda(cudaMalloc(&workspace, kWorkspaceBytes), "cudaMalloc workspace");
+  check_cublas(cublasSetWorkspace(blas, workspace, kWorkspaceBytes), "cublasSetWorkspace");
   const int tp = env.world_size;
   Layer layer(tp);
 
   // Raw: a plain communicator, its id passed through the job's store.
   ncclComm_t raw = nullptr;
-  require(ncclCommInitRank(&raw, tp, shared_unique_id(*store, env.rank, "tp_probe/raw_id"), env.rank),
+  check_nccl(ncclCommInitRank(&raw, tp, shared_unique_id(*store, env.rank, "tp_probe/raw_id"), env.rank),
           "ncclCommInitRank");
   const auto raw_sum = [&](void* data, std::size_t count, DType dtype) {
-    require(ncclAllReduce(data, data, count, nccl_type(dtype), ncclSum, raw, stream), "ncclAllReduce");
+    check_nccl(ncclAllReduce(data, data, count, nccl_type(dtype), ncclSum, raw, stream), "ncclAllReduce");
   };
   // A second raw communicator configured as lockstep's (blocking = 0), to
   // tell the communicator's mode from the guard's own cost.
@@ -186,16 +171,16 @@ int run(const Args& args) {
   config.blocking = 0;
   const ncclResult_t init = ncclCommInitRankConfig(
       &nonblocking, tp, shared_unique_id(*store, env.rank, "tp_probe/nonblocking_id"), env.rank, &config);
-  if (init != ncclInProgress) require(init, "ncclCommInitRankConfig");
+  check_nccl(init, "ncclCommInitRankConfig");  // in progress is settled below
   const auto settle = [&] {
     ncclResult_t state = ncclInProgress;
-    while (state == ncclInProgress) require(ncclCommGetAsyncError(nonblocking, &state), "ncclCommGetAsyncError");
-    require(state, "non-blocking communicator");
+    while (state == ncclInProgress) check_nccl(ncclCommGetAsyncError(nonblocking, &state), "ncclCommGetAsyncError");
+    check_nccl(state, "non-blocking communicator");
   };
   settle();
   const auto nonblocking_sum = [&](void* data, std::size_t count, DType dtype) {
     const ncclResult_t status = ncclAllReduce(data, data, count, nccl_type(dtype), ncclSum, nonblocking, stream);
-    if (status != ncclInProgress) require(status, "ncclAllReduce");
+    check_nccl(status, "ncclAllReduce");
     settle();
   };
 
@@ -232,12 +217,12 @@ int run(const Args& args) {
 
   // Graphs of one step each.
   const auto capture = [&](const std::function<void()>& body) {
-    require(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "begin capture");
+    check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "begin capture");
     body();
     cudaGraph_t graph = nullptr;
-    require(cudaStreamEndCapture(stream, &graph), "end capture");
+    check_cuda(cudaStreamEndCapture(stream, &graph), "end capture");
     cudaGraphExec_t exec = nullptr;
-    require(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+    check_cuda(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
     cudaGraphDestroy(graph);
     return exec;
   };
@@ -255,11 +240,11 @@ int run(const Args& args) {
   // What an event per op costs on its own: raw NCCL, each sum followed by
   // an event record as the stream-ordered backend does (never queried).
   std::vector<cudaEvent_t> events(static_cast<std::size_t>(3 * args.layers));
-  for (cudaEvent_t& event : events) require(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "event");
+  for (cudaEvent_t& event : events) check_cuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "event");
   std::size_t next_event = 0;
   const auto raw_sum_event = [&](void* data, std::size_t count, DType dtype) {
     raw_sum(data, count, dtype);
-    require(cudaEventRecord(events[next_event++ % events.size()], stream), "cudaEventRecord");
+    check_cuda(cudaEventRecord(events[next_event++ % events.size()], stream), "cudaEventRecord");
   };
   modes.push_back({"raw eager", [&] { layer.step(blas, args.layers, raw_sum, true); }, {}});
   modes.push_back({"guarded eager", [&] { layer.step(blas, args.layers, guarded_sum, true); }, {}});
@@ -272,13 +257,13 @@ int run(const Args& args) {
                      comm.set_completion_sink(&tracker);
                    },
                    {}});
-  modes.push_back({"raw graph", [&] { require(cudaGraphLaunch(raw_graph, stream), "launch"); }, {}});
+  modes.push_back({"raw graph", [&] { check_cuda(cudaGraphLaunch(raw_graph, stream), "launch"); }, {}});
   modes.push_back({"guarded graph",
-                   [&] { comm.replay(captured, [&] { require(cudaGraphLaunch(guarded_graph, stream), "launch"); }); },
+                   [&] { comm.replay(captured, [&] { check_cuda(cudaGraphLaunch(guarded_graph, stream), "launch"); }); },
                    {}});
   modes.push_back({"raw all-reduces only", [&] { layer.step(blas, args.layers, raw_sum, false); }, {}});
   const auto finish = [&] {
-    require(cudaStreamSynchronize(stream), "cudaStreamSynchronize");  // the probe may wait: it times
+    check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");  // the probe may wait: it times
     tracker.wait_lane(0, kOpTimeout);
     slow_tracker.wait_lane(0, kOpTimeout);
   };

@@ -16,6 +16,7 @@
 
 #include "backends/nccl/cuda_check.h"
 #include "backends/nccl/nccl_types.h"
+#include "backends/nccl/unique_id.h"
 #include "lockstep/assert.h"
 #include "lockstep/error.h"
 
@@ -595,32 +596,10 @@ int group_rank_of(const BackendGroupSpec& spec) {
 
 ncclUniqueId exchange_unique_id(Store& store, const BackendGroupSpec& spec, int group_rank,
                                 std::chrono::milliseconds timeout) {
-  const std::string key = spec.group_name + "/" + kUniqueIdKey;
-  ncclUniqueId id{};
-  if (group_rank == 0) {
-    check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
-    const auto* bytes = reinterpret_cast<const std::uint8_t*>(&id);
-    store.set(key, Bytes(bytes, bytes + sizeof(id)));
-    return id;
-  }
-  Bytes value;
-  try {
-    value = store.get(key, timeout);
-  } catch (const Error& error) {
-    if (error.code() != ErrorCode::kTimeout) throw;
-    throw Error(ErrorCode::kTimeout, "nccl connect of group '" + spec.group_name +
-                                         "' (global rank " + std::to_string(spec.global_rank) +
-                                         "): group rank 0 (global rank " +
-                                         std::to_string(spec.member_ranks.front()) +
-                                         ") never published the unique id: " + error.what());
-  }
-  if (value.size() != sizeof(id)) {
-    throw Error(ErrorCode::kBackend, "nccl connect of group '" + spec.group_name + "': key " + key +
-                                         " holds " + std::to_string(value.size()) +
-                                         " bytes, expected " + std::to_string(sizeof(id)));
-  }
-  std::memcpy(&id, value.data(), sizeof(id));
-  return id;
+  return cuda_detail::exchange_unique_id(
+      store, spec.group_name + "/" + kUniqueIdKey, group_rank == 0, timeout,
+      "nccl connect of group '" + spec.group_name + "' (global rank " + std::to_string(spec.global_rank) + ")",
+      "group rank 0 (global rank " + std::to_string(spec.member_ranks.front()) + ")");
 }
 
 // Names the members that never announced themselves, for the timeout message.
