@@ -40,6 +40,9 @@ enum class WeightTensor : int {
 
 // splitmix64 as in the doc. Pure.
 std::uint64_t splitmix64(std::uint64_t z) noexcept;
+// 2u - 1 in [-1, 1) in double, u from the top 53 bits of `hash` (the doc's
+// c; also Stage 0's synthetic inputs). Pure.
+double signed_unit(std::uint64_t hash) noexcept;
 
 // Element (row, col) of tensor `tensor` of `layer` for `seed`, exactly as the
 // doc defines it (vectors use row 0, col = index). Pure; shards generated

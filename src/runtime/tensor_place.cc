@@ -16,8 +16,7 @@ class HostTensorPlace final : public TensorPlace {
   PayloadMemory& memory() override { return host_payload_memory(); }
   void fill_inputs(std::span<float> values, std::uint64_t seed, std::uint64_t stream_id) override {
     for (std::size_t i = 0; i < values.size(); ++i) {
-      const std::uint64_t bits = splitmix64(seed ^ (stream_id << 32) ^ i);
-      values[i] = static_cast<float>(static_cast<double>(bits >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+      values[i] = static_cast<float>(signed_unit(splitmix64(seed ^ (stream_id << 32) ^ i)));
     }
   }
   void add(std::span<float> values, std::size_t index, float delta) override { values[index] += delta; }

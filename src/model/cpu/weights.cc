@@ -51,12 +51,14 @@ std::uint64_t splitmix64(std::uint64_t z) noexcept {
   return z ^ (z >> 31);
 }
 
+double signed_unit(std::uint64_t hash) noexcept {
+  return 2.0 * (static_cast<double>(hash >> 11) * kTwoPowMinus53) - 1.0;
+}
+
 float reference_weight(const ModelConfig& config, std::uint64_t seed, int layer, WeightTensor tensor,
                        std::uint64_t row, std::uint64_t col) noexcept {
   const auto tensor_id = static_cast<std::uint64_t>(layer * kTensorsPerLayer + static_cast<int>(tensor));
-  const std::uint64_t h = splitmix64(seed ^ (tensor_id << 56) ^ (row << 28) ^ col);
-  const double u = static_cast<double>(h >> 11) * kTwoPowMinus53;
-  const double centered = 2.0 * u - 1.0;
+  const double centered = signed_unit(splitmix64(seed ^ (tensor_id << 56) ^ (row << 28) ^ col));
   if (is_gain(tensor)) return static_cast<float>(1.0 + 0.1 * centered);
   return static_cast<float>(centered / std::sqrt(fan_in(config, tensor)));
 }

@@ -23,13 +23,17 @@ __device__ std::uint64_t splitmix64(std::uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// 2u - 1 in [-1, 1) for element (row, col) of tensor_id; computed in double
-// like the CPU model so both round the same value once.
+// 2u - 1 in [-1, 1), u from the top 53 bits of `hash`; computed in double
+// (no contraction) like the CPU's signed_unit, so both round the same value once.
+__device__ double signed_unit(std::uint64_t hash) {
+  const double u = __dmul_rn(static_cast<double>(hash >> 11), kUnitScale);
+  return __dadd_rn(__dmul_rn(2.0, u), -1.0);
+}
+
+// signed_unit for element (row, col) of tensor_id.
 __device__ double signed_unit(std::uint64_t seed, std::uint64_t tensor_id, std::uint64_t row,
                               std::uint64_t col) {
-  const std::uint64_t h = splitmix64(seed ^ (tensor_id << 56) ^ (row << 28) ^ col);
-  const double u = __dmul_rn(static_cast<double>(h >> 11), kUnitScale);
-  return __dadd_rn(__dmul_rn(2.0, u), -1.0);
+  return signed_unit(splitmix64(seed ^ (tensor_id << 56) ^ (row << 28) ^ col));
 }
 
 int blocks_for(std::size_t count) {
@@ -289,9 +293,7 @@ __global__ void fill_uniform_kernel(float* out, std::size_t count, std::uint64_t
                                     float scale) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    const std::uint64_t bits = splitmix64(seed ^ (stream_id << 32) ^ i);
-    const double unit = __dmul_rn(static_cast<double>(bits >> 11), kUnitScale);
-    out[i] = static_cast<float>(__dadd_rn(__dmul_rn(unit, 2.0), -1.0)) * scale;
+    out[i] = static_cast<float>(signed_unit(splitmix64(seed ^ (stream_id << 32) ^ i))) * scale;
   }
 }
 
