@@ -59,7 +59,9 @@ void broadcast_payload(Communicator& comm, std::string_view group, int root,
 PayloadBuffers copy_payload(const TensorManifest& manifest,
                             std::span<const std::span<const std::uint8_t>> payload, PayloadMemory& memory) {
   PayloadBuffers buffers = allocate_payload(manifest, memory);
-  for (std::size_t i = 0; i < manifest.size(); ++i) memory.copy(buffers.tensor(i).data(), payload[i].data(), payload[i].size());
+  for (std::size_t i = 0; i < manifest.size(); ++i) {
+    memory.copy(buffers.tensor(i).data(), payload[i].data(), payload[i].size());
+  }
   return buffers;
 }
 

@@ -34,11 +34,9 @@ constexpr std::uint64_t kDecoderWeightSeed = 0x7661655f64656364ull;  // "vae_dec
 // Waits for everything this thread queued on its own stream.
 void wait_for_this_thread(int device_index, std::chrono::milliseconds timeout, const char* what) {
   check_cuda(cudaSetDevice(device_index), "cudaSetDevice");
-  cudaEvent_t event = nullptr;
-  check_cuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "create event");
-  const std::unique_ptr<CUevent_st, decltype(&cudaEventDestroy)> owned(event, &cudaEventDestroy);
-  check_cuda(cudaEventRecord(event, cudaStreamPerThread), what);
-  cuda_model::wait_event(event, timeout, "gpu", what);
+  const cuda_model::CudaEvent event;
+  check_cuda(cudaEventRecord(event.get(), cudaStreamPerThread), what);
+  cuda_model::wait_event(event.get(), timeout, "gpu", what);
 }
 
 class PooledDeviceMemory final : public PayloadMemory {
@@ -127,17 +125,13 @@ struct CudaChunkTensors::Impl {
   }
 
   double time_decoder_ms(const float* input, int layers) {
-    cudaEvent_t begin = nullptr, end = nullptr;
-    check_cuda(cudaEventCreate(&begin), "create event");
-    const std::unique_ptr<CUevent_st, decltype(&cudaEventDestroy)> owned_begin(begin, &cudaEventDestroy);
-    check_cuda(cudaEventCreate(&end), "create event");
-    const std::unique_ptr<CUevent_st, decltype(&cudaEventDestroy)> owned_end(end, &cudaEventDestroy);
-    check_cuda(cudaEventRecord(begin, cudaStreamPerThread), "record event");
+    const cuda_model::CudaEvent begin(/*timing=*/true), end(/*timing=*/true);
+    check_cuda(cudaEventRecord(begin.get(), cudaStreamPerThread), "record event");
     run_decoder(input, layers);
-    check_cuda(cudaEventRecord(end, cudaStreamPerThread), "record event");
+    check_cuda(cudaEventRecord(end.get(), cudaStreamPerThread), "record event");
     wait_for_this_thread(device_index, timeout, "decoder calibration");
     float ms = 0;
-    check_cuda(cudaEventElapsedTime(&ms, begin, end), "decoder time");
+    check_cuda(cudaEventElapsedTime(&ms, begin.get(), end.get()), "decoder time");
     return ms;
   }
 

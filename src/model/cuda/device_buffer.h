@@ -81,8 +81,9 @@ class CudaStream {
 
 class CudaEvent {
  public:
-  CudaEvent() {
-    cuda_detail::check_cuda(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming),
+  // Timing costs an event's overhead on every record: only where it is read.
+  explicit CudaEvent(bool timing = false) {
+    cuda_detail::check_cuda(cudaEventCreateWithFlags(&event_, timing ? cudaEventDefault : cudaEventDisableTiming),
                             "create event");
   }
   ~CudaEvent() { cudaEventDestroy(event_); }
