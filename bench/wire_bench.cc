@@ -56,7 +56,7 @@ struct Fixture {
   std::vector<std::uint8_t> noise_seed = std::vector<std::uint8_t>(4 * 8);
   Envelope envelope;
   std::vector<TensorView> views;
-  FrameContext context_v2{kProtocolVersionMax, 0, job_token_digest("bench-job")};
+  FrameContext context_v2{kProtocolVersionMax, 0, job_token_digest("bench-job", 0)};
 
   Fixture() {
     envelope.action = Action::kInfer;

@@ -40,10 +40,17 @@ std::string digest_hex(std::uint64_t digest);
 // Parses digest_hex output (16 hex digits, either case); nullopt otherwise.
 std::optional<std::uint64_t> digest_from_hex(std::string_view text) noexcept;
 
-// Digest of the job token carried in every frame header, so a frame from
-// another job (or a stray process) is rejected with Error{kJobToken} without
-// putting the token itself on the wire. Domain-separated from digest_string.
-std::uint64_t job_token_digest(std::string_view job_token) noexcept;
+// Low bits of the frame header's job-token field that carry the job's
+// generation (job_token.h; kJobGenerationMax < 2^kFrameGenerationBits).
+inline constexpr unsigned kFrameGenerationBits = 20;
+inline constexpr std::uint64_t kFrameGenerationMask = (std::uint64_t{1} << kFrameGenerationBits) - 1;
+
+// The job-token field of every frame header: a digest of the job token (high
+// bits; domain-separated from digest_string) with the job's generation in the
+// low kFrameGenerationBits. A frame of another job is rejected with
+// Error{kJobToken}, one of another generation of this job (a straggler) with
+// Error{kStaleWork} (frame.h), without putting the token itself on the wire.
+std::uint64_t job_token_digest(std::string_view job_token, std::uint32_t generation) noexcept;
 
 // Streaming XXH3-64 over several pieces (e.g. a weight shard row by row);
 // equal to digest_bytes of the concatenation. Single-thread use per object;

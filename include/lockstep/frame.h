@@ -53,7 +53,7 @@ inline constexpr std::size_t kChunkIndex = 16;       // u64
 inline constexpr std::size_t kCacheEpoch = 24;       // u64
 inline constexpr std::size_t kPlanId = 32;           // u64
 inline constexpr std::size_t kPayloadBytes = 40;     // u64 sum of manifest size_bytes
-inline constexpr std::size_t kJobTokenDigest = 48;   // u64 job_token_digest()
+inline constexpr std::size_t kJobTokenDigest = 48;   // u64 job_token_digest(token, generation)
 inline constexpr std::size_t kBodyBytes = 56;        // u32
 inline constexpr std::size_t kMetaBytes = 60;        // u32 meta section inside the body
 inline constexpr std::size_t kSenderRank = 64;       // i32 global rank
@@ -91,7 +91,7 @@ struct FrameHeader {
 
 // What a receiver requires of every frame besides well-formedness.
 struct FrameExpectations {
-  std::uint64_t job_token_digest = 0;  // job_token_digest(job token)
+  std::uint64_t job_token_digest = 0;  // job_token_digest(job token, generation)
   // The negotiated version; 0 accepts any version this build supports
   // (only before the handshake has finished).
   ProtocolVersion version = 0;
@@ -102,7 +102,8 @@ struct FrameExpectations {
 // expect.version when set (kVersion), kind and action enumerators (kDecode),
 // body_bytes/meta_bytes/meta_count/manifest_count/payload_bytes against the
 // limits of wire_limits.h and meta_bytes <= body_bytes (kLimit / kDecode),
-// sender_rank >= 0 (kDecode), job token digest (kJobToken). Each message
+// sender_rank >= 0 (kDecode), job token digest (kJobToken), then the
+// generation in its low bits (kStaleWork: a straggler; digest.h). Each message
 // names the field. Never reads outside `header`; allocates nothing except the
 // message on failure. Pure; any thread.
 FrameHeader decode_header(std::span<const std::uint8_t, kHeaderBytes> header,

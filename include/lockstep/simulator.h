@@ -24,6 +24,8 @@
 #include <string_view>
 #include <vector>
 
+#include "lockstep/recovery.h"
+
 namespace lockstep {
 
 // Test-only protocol bugs that prove the safety checks can fail. Each is a
@@ -36,9 +38,13 @@ enum class PlantedBug : std::uint8_t {
   // Stage 0 has no deadline on awaited results: a lost result leaves it
   // heartbeating forever and the mesh waiting — a hang the liveness bound must catch.
   kNoResultDeadline = 2,
+  // Recovery without the generation fence: frames carry generation 0 in
+  // every generation and Stage 0 emits without checking that its generation
+  // is still the current one, so a straggler's work reaches the new generation.
+  kNoGenerationFence = 3,
 };
 
-// "none", "skip-epoch-fence", "no-result-deadline".
+// "none", "skip-epoch-fence", "no-result-deadline", "no-generation-fence".
 std::string_view planted_bug_name(PlantedBug bug);
 // Throws Error{kInvalidArgument} listing the known names.
 PlantedBug planted_bug_from_name(std::string_view name);
@@ -47,6 +53,8 @@ PlantedBug planted_bug_from_name(std::string_view name);
 // picks a count in [kSimChunksMin, kSimChunksMax].
 inline constexpr int kSimChunksMin = 3;
 inline constexpr int kSimChunksMax = 8;
+// Restarts one run may make under OnFault::kRestart (the budget's window is the whole run).
+inline constexpr int kSimRestartsMax = 3;
 
 struct SimOptions {
   std::uint64_t seed = 0;
@@ -55,10 +63,13 @@ struct SimOptions {
   int chunks = 0;
   // Keep the fault schedule as text in SimOutcome (costs time; for replays).
   bool record_schedule = false;
+  // kRestart: a generation that ends with curable faults (recovery.h) is
+  // followed by the next, up to kSimRestartsMax restarts per run.
+  OnFault on_fault = OnFault::kExit;
 };
 
 enum class SimVerdict : std::uint8_t {
-  kCompleted,           // every rank exited cleanly, every chunk accounted for
+  kCompleted,           // every rank of the last generation exited cleanly, every chunk accounted for
   kDiagnosed,           // a rank failed with an ErrorCode (or crashed); all others ended in bound
   kSafetyViolation,     // an oracle check failed (see SimOutcome::violation)
   kLivenessViolation,   // some rank had not ended by the simulated-time bound
@@ -82,6 +93,9 @@ struct SimCounters {
   std::uint64_t duplicate_drops = 0;  // results at Stage 0 and envelopes at the mesh
   std::uint64_t backend_calls = 0;
   std::uint64_t faults[kSimFaultCount] = {};
+  std::uint64_t recoveries = 0;              // generations started after the first
+  std::uint64_t stale_generation_drops = 0;  // frames of another generation refused where they arrived
+  std::uint64_t fenced_emits = 0;            // chunks a Stage 0 of an ended generation did not emit
 };
 
 struct SimOutcome {
@@ -110,8 +124,8 @@ struct SimOutcome {
 // Error{kInvalidArgument} for options out of range.
 SimOutcome run_simulation(const SimOptions& options);
 
-// `lockstep sim --seed S [--planted-bug NAME]`: how to replay one seed.
-std::string sim_replay_command(std::uint64_t seed, PlantedBug bug);
+// `lockstep sim --seed S [--planted-bug NAME] [--on-fault restart]`: how to replay one seed.
+std::string sim_replay_command(std::uint64_t seed, PlantedBug bug, OnFault on_fault);
 
 // Violations a sweep keeps in full (the rest are only counted).
 inline constexpr std::size_t kSimSweepViolationsKeptMax = 10;
@@ -126,6 +140,7 @@ struct SimSweepOptions {
   std::uint64_t replay_every = 100;
   // Stop once this many seeds violated (a planted-bug hunt); 0: run all seeds.
   std::uint64_t stop_after_violations = 0;
+  OnFault on_fault = OnFault::kExit;  // as SimOptions::on_fault
 };
 
 struct SimSweepReport {
@@ -137,6 +152,8 @@ struct SimSweepReport {
   std::uint64_t seeds_with_fault[kSimFaultCount] = {};  // seeds that exercised each fault
   std::uint64_t seeds_with_stale_drops = 0;      // the epoch fence actually dropped something
   std::uint64_t seeds_with_duplicate_drops = 0;  // a duplicate filter actually dropped something
+  std::uint64_t seeds_recovered = 0;             // completed after at least one recovery
+  std::uint64_t seeds_with_stale_generation = 0;  // a straggler's frame or emit was refused
   std::map<std::string, std::uint64_t> diagnosed_by_kind;  // SimOutcome::diagnosis_kind → seeds
   struct Failure {
     std::uint64_t seed;
@@ -151,6 +168,6 @@ SimSweepReport run_simulation_sweep(const SimSweepOptions& options);
 
 // "N seeds: X completed, Y diagnosed, Z violations" plus the fault coverage
 // line and, per kept violation, its seed, what broke and the replay command.
-std::string describe_sweep(const SimSweepReport& report, PlantedBug bug);
+std::string describe_sweep(const SimSweepReport& report, const SimSweepOptions& options);
 
 }  // namespace lockstep

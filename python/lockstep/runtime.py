@@ -79,8 +79,8 @@ class Runtime:
 
     @property
     def token_digest(self) -> int:
-        """Digest of the job token: frames of another job are refused by it."""
-        return _core.job_token_digest(self.job_id, str(self.env["job_token"]))
+        """The frames' job-token field: refuses frames of another job and of another generation."""
+        return _core.job_token_digest(str(self.env["job_token"]), self.generation)
 
     def deadline_ms(self) -> int:
         """The deadline a guarded call gets now: start-up until the first other phase."""

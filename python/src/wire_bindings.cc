@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "bindings.h"
+#include "lockstep/digest.h"
 #include "lockstep/envelope.h"
 #include "lockstep/error.h"
-#include "lockstep/job_token.h"
 #include "lockstep/result.h"
 
 namespace py = pybind11;
@@ -199,8 +199,8 @@ void put_common(py::dict& out, const FrameHeader& header, const CallIds& ids, co
 }  // namespace
 
 void bind_wire(py::module_& m) {
-  m.def("job_token_digest", [](const std::string& job_id, const std::string& token) {
-    return job_token_digest({job_id, token});
+  m.def("job_token_digest", [](const std::string& job_token, std::uint32_t generation) {
+    return job_token_digest(job_token, generation);
   });
   m.attr("PROTOCOL_VERSION_MAX") = kProtocolVersionMax;
   py::dict dtypes;

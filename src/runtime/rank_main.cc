@@ -219,8 +219,8 @@ int run_rank(const RunConfig& config) {
       fatal.set_sources(sources);
       RankContext context{config, env.rank, env.world_size, env.job_id, env.generation, env.job_dir, *store, comm, recorder,
                           watchdog, fatal, faults,
-                          FrameContext{parity.protocol_version, env.rank, job_token_digest(env.job_token)},
-                          FrameExpectations{job_token_digest(env.job_token), parity.protocol_version},
+                          FrameContext{parity.protocol_version, env.rank, job_token_digest(env.job_token, env.generation)},
+                          FrameExpectations{job_token_digest(env.job_token, env.generation), parity.protocol_version},
                           gpu.get(), backends.stage0_on_gpu};
       run_role(context);
       // Destroying the backends aborts their communicators: let the

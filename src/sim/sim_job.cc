@@ -1,15 +1,28 @@
 #include "sim/sim_job.h"
 
 #include "lockstep/digest.h"
+#include "lockstep/recovery.h"
 
 namespace lockstep::sim {
 
-FrameContext sim_frame_context(int sender_rank) {
-  return FrameContext{kProtocolVersionMax, sender_rank, job_token_digest(kSimJobToken)};
+namespace {
+
+std::uint64_t frame_token(const Scenario& scenario, std::uint32_t generation) {
+  return job_token_digest(kSimJobToken, scenario.bug == PlantedBug::kNoGenerationFence ? 0 : generation);
 }
 
-FrameExpectations sim_frame_expectations() {
-  return FrameExpectations{job_token_digest(kSimJobToken), kProtocolVersionMax};
+}  // namespace
+
+FrameContext sim_frame_context(const Scenario& scenario, int sender_rank, std::uint32_t generation) {
+  return FrameContext{kProtocolVersionMax, sender_rank, frame_token(scenario, generation)};
+}
+
+FrameExpectations sim_frame_expectations(const Scenario& scenario, std::uint32_t generation) {
+  return FrameExpectations{frame_token(scenario, generation), kProtocolVersionMax};
+}
+
+bool generation_is_current(const Scenario& scenario, Store& job_store, std::uint32_t generation) {
+  return scenario.bug == PlantedBug::kNoGenerationFence || read_current_generation(job_store) == generation;
 }
 
 Geometry sim_geometry(const Scenario& scenario) {

@@ -7,14 +7,20 @@
 #include <vector>
 
 #include "lockstep/envelope.h"
+#include "lockstep/store.h"
 #include "sim/sim_scenario.h"
 
 namespace lockstep::sim {
 
 inline constexpr std::string_view kSimJobToken = "lockstep-sim";
 
-FrameContext sim_frame_context(int sender_rank);
-FrameExpectations sim_frame_expectations();
+// Frames bound to the job and its generation (generation 0 throughout under
+// PlantedBug::kNoGenerationFence).
+FrameContext sim_frame_context(const Scenario& scenario, int sender_rank, std::uint32_t generation);
+FrameExpectations sim_frame_expectations(const Scenario& scenario, std::uint32_t generation);
+// Whether Stage 0 may still emit: its generation is the launcher's current
+// one (always, under PlantedBug::kNoGenerationFence).
+bool generation_is_current(const Scenario& scenario, Store& job_store, std::uint32_t generation);
 Geometry sim_geometry(const Scenario& scenario);
 
 // The model's output for `latents` after `generator_calls` calls: each value

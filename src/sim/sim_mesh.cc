@@ -7,6 +7,7 @@
 #include "lockstep/control.h"
 #include "lockstep/digest.h"
 #include "lockstep/group_table.h"
+#include "lockstep/recovery.h"
 #include "lockstep/result.h"
 #include "lockstep/tensor_manifest.h"
 #include "sim/sim_job.h"
@@ -15,8 +16,6 @@ namespace lockstep::sim {
 namespace {
 
 constexpr std::uint64_t kFirstCallId = 1;
-constexpr std::uint64_t kFirstChunkIndex = 0;
-constexpr std::uint64_t kFirstCacheEpoch = 0;
 constexpr int kStage0Rank = 0;
 constexpr std::chrono::milliseconds kCollectiveTimeout{kDeadlineNs / kNsPerMs};
 constexpr std::size_t kExchangeWords = 3;  // ledger digest, input digest, KV-state digest
@@ -45,12 +44,17 @@ std::span<const float> tensor_floats(const TensorManifest& manifest, const Paylo
   return {};
 }
 
+EnvelopeSequencer sequencer_from(Store& job_store) {
+  const StreamPosition start = read_stream_position(job_store);
+  return EnvelopeSequencer(kFirstCallId, start.next_chunk, start.epoch);
+}
+
 }  // namespace
 
-MeshRankSim::MeshRankSim(World& world, int rank)
-    : SimRank(world, rank),
+MeshRankSim::MeshRankSim(World& world, int rank, std::uint32_t generation)
+    : SimRank(world, rank, generation),
       scenario_(world.scenario()),
-      sequencer_(kFirstCallId, kFirstChunkIndex, kFirstCacheEpoch),
+      sequencer_(sequencer_from(world.store())),
       cache_(sim_kv_geometry()) {}
 
 std::string MeshRankSim::describe_state() const {
@@ -64,7 +68,8 @@ void MeshRankSim::on_start() {
   options.global_rank = rank_;
   options.groups = make_standard_group_table(scenario_.mesh_size == 1 ? Topology::kPp0 : Topology::kPp1,
                                              scenario_.world_size());
-  comm_ = std::make_unique<Communicator>(std::move(options), world_.backend_factory(), world_.store(), nullptr);
+  comm_ = std::make_unique<Communicator>(std::move(options), world_.backend_factory(generation_), world_.store(),
+                                         nullptr);
   comm_->set_phase(Phase::kControl);
   wait_started_ns_ = world_.now_ns();
   schedule_tick();
@@ -79,7 +84,7 @@ void MeshRankSim::on_tick() {
   }
   if (activity_ == Activity::kExchanging && now_ns - exchange_started_ns_ > kDeadlineNs) {
     std::string missing;
-    const CollectiveBoard::Slot* slot = world_.board().find(std::string(kGroupMesh), exchange_seq_);
+    const CollectiveBoard::Slot* slot = world_.board().find(board_group(generation_, kGroupMesh), exchange_seq_);
     for (std::size_t r = 0; slot != nullptr && r < slot->size(); ++r) {
       if (!(*slot)[r]) missing += " " + std::to_string(r + 1);
     }
@@ -100,8 +105,9 @@ void MeshRankSim::on_message(Message& message) {
 
 void MeshRankSim::handle_frame(Message& message) {
   wait_started_ns_ = world_.now_ns();
-  const DecodedEnvelope decoded = decode_mesh_frame(message.frame, sim_frame_expectations());
+  const DecodedEnvelope decoded = decode_mesh_frame(message.frame, sim_frame_expectations(scenario_, generation_));
   if (message.corrupted) world_.oracle().on_corrupt_accepted(rank_, decoded.envelope.ids.call_id);
+  world_.oracle().on_frame_accepted(rank_, generation_, message.generation, decoded.envelope.ids.call_id);
   last_call_id_ = decoded.envelope.ids.call_id;
   const EnvelopeSequencer::Admission admission = sequencer_.admit(sequencer_ids(decoded));
   if (admission.verdict == EnvelopeVerdict::kDuplicate) {
@@ -130,7 +136,7 @@ void MeshRankSim::handle_frame(Message& message) {
 // over the mesh broadcast, not the channel.
 void MeshRankSim::forward(const Message& message) {
   if (!leader()) return;
-  for (int worker = 2; worker < world_.world_size(); ++worker) world_.send(rank_, worker, message.frame, {});
+  for (int worker = 2; worker < world_.world_size(); ++worker) send(worker, message.frame, {});
 }
 
 void MeshRankSim::start_chunk(const DecodedEnvelope& decoded, const std::vector<Bytes>& payload) {
@@ -166,7 +172,7 @@ void MeshRankSim::start_chunk(const DecodedEnvelope& decoded, const std::vector<
   const std::int64_t slow = scenario_.slow_rank == rank_ ? scenario_.slow_factor : 1;
   if (slow > 1) world_.note_fault(SimFault::kSlowStage, "rank " + std::to_string(rank_) + " generator x" +
                                                            std::to_string(slow));
-  world_.schedule(world_.now_ns() + kGeneratorCallNs * chunk_->observed_calls * slow, EventKind::kTimer, rank_);
+  schedule_timer(world_.now_ns() + kGeneratorCallNs * chunk_->observed_calls * slow, 0);
 }
 
 // Lifecycle events before the first collective of the chunk (F3), as the
@@ -235,7 +241,7 @@ std::uint32_t MeshRankSim::run_generator(const Plan& plan, std::span<const float
 void MeshRankSim::on_timer(std::uint64_t) {
   const LedgerSnapshot ledger = comm_->ledger_snapshot(kGroupMesh);
   const std::uint64_t kv_digest = cache_.state_digest();
-  world_.oracle().on_chunk_state(rank_, chunk_->envelope.ids.call_id, kv_digest, ledger.digest);
+  world_.oracle().on_chunk_state(generation_, rank_, chunk_->envelope.ids.call_id, kv_digest, ledger.digest);
   const std::uint64_t words[kExchangeWords] = {ledger.digest, chunk_->input_digest, kv_digest};
   std::vector<std::uint64_t> gathered(kExchangeWords * static_cast<std::size_t>(scenario_.mesh_size));
   activity_ = Activity::kExchanging;
@@ -255,7 +261,7 @@ void MeshRankSim::on_collective_done(std::uint64_t seq) {
 }
 
 void MeshRankSim::finish_exchange() {
-  const CollectiveBoard::Slot& slot = *world_.board().find(std::string(kGroupMesh), exchange_seq_);
+  const CollectiveBoard::Slot& slot = *world_.board().find(board_group(generation_, kGroupMesh), exchange_seq_);
   static constexpr const char* kFields[kExchangeWords] = {"mesh ledger digest", "input digest", "kv-state digest"};
   for (std::size_t word = 0; word < kExchangeWords; ++word) {
     std::uint64_t first = 0;
@@ -291,10 +297,11 @@ void MeshRankSim::send_result() {
   const auto rows = static_cast<std::int64_t>(envelope.geometry.frames) * envelope.geometry.tokens_per_frame;
   const TensorView view{kOutputKey, 0, DType::kF32, TensorShape{rows, static_cast<std::int64_t>(envelope.geometry.dim)},
                         {}, std::span(reinterpret_cast<const std::uint8_t*>(output.data()), output.size() * sizeof(float))};
-  const PreparedResult prepared = preflight_result(result, std::span(&view, 1), sim_frame_context(rank_));
+  const PreparedResult prepared =
+      preflight_result(result, std::span(&view, 1), sim_frame_context(scenario_, rank_, generation_));
   std::vector<Bytes> payload;
   for (const auto& span : prepared.payload()) payload.emplace_back(span.begin(), span.end());
-  world_.send(rank_, kStage0Rank, {prepared.frame().begin(), prepared.frame().end()}, std::move(payload));
+  send(kStage0Rank, {prepared.frame().begin(), prepared.frame().end()}, std::move(payload));
 }
 
 void MeshRankSim::drain_inbox() {
@@ -315,9 +322,9 @@ void MeshRankSim::on_fatal() noexcept {
     control.kind = ControlKind::kError;
     control.ids = {last_call_id_, 0, sequencer_.cache_epoch()};
     control.reason = "leader rank " + std::to_string(rank_) + " failed";
-    const PreparedControl prepared = preflight_control(control, sim_frame_context(rank_));
+    const PreparedControl prepared = preflight_control(control, sim_frame_context(scenario_, rank_, generation_));
     for (int worker = 2; worker < world_.world_size(); ++worker) {
-      world_.send(rank_, worker, {prepared.frame().begin(), prepared.frame().end()}, {});
+      send(worker, {prepared.frame().begin(), prepared.frame().end()}, {});
     }
   } catch (const std::exception&) {
     // Best effort: the poison mark already stops the workers.

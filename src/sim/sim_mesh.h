@@ -23,7 +23,8 @@ namespace lockstep::sim {
 
 class MeshRankSim final : public SimRank {
  public:
-  MeshRankSim(World& world, int rank);
+  // Starts from the job's stream position, as Stage 0 does (sim_stage0.h).
+  MeshRankSim(World& world, int rank, std::uint32_t generation);
   std::string describe_state() const override;
   std::uint64_t duplicate_drops() const noexcept { return sequencer_.duplicate_drops(); }
 

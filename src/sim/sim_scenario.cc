@@ -33,7 +33,9 @@ double maybe_rate(Rng& rng, double rate_max) {
 
 std::int64_t Scenario::bound_ns() const {
   const std::int64_t per_chunk_ns = kDeadlineNs + kDrainDeadlineNs + kDecodeNs * kSlowFactorMax + kTickNs;
-  return (chunks + 4) * per_chunk_ns + kPauseNsMax + kDelayNsMax;
+  const std::int64_t generation_ns = (chunks + 4) * per_chunk_ns + kPauseNsMax + kDelayNsMax;
+  const int generations = on_fault == OnFault::kRestart ? kSimRestartsMax + 1 : 1;
+  return generations * (generation_ns + kRestartNs);
 }
 
 Scenario draw_scenario(const SimOptions& options) {
@@ -45,6 +47,7 @@ Scenario draw_scenario(const SimOptions& options) {
   Scenario s;
   s.seed = options.seed;
   s.bug = options.planted_bug;
+  s.on_fault = options.on_fault;
   s.mesh_size = static_cast<int>(rng.between(1, kMeshSizeMax));
   s.chunks = options.chunks > 0 ? options.chunks : static_cast<int>(rng.between(kSimChunksMin, kSimChunksMax));
   s.denoise_steps = static_cast<int>(rng.between(1, 2));
@@ -85,11 +88,11 @@ std::string Scenario::describe() const {
                 "hard cuts before chunks [%s ]\n"
                 "rates: delay %.3f drop %.3f duplicate %.3f reorder %.3f corrupt %.3f\n"
                 "rank faults: crash rank %d at %.3f ms; pause rank %d at %.3f ms for %.3f ms; "
-                "slow rank %d x%d\n",
+                "slow rank %d x%d; on fault: %s\n",
                 mesh_size, chunks, denoise_steps, recompute_every, depth, cuts.c_str(), delay_p, drop_p,
                 duplicate_p, reorder_p, corrupt_p, crash_rank, static_cast<double>(crash_at_ns) / kNsPerMs,
                 pause_rank, static_cast<double>(pause_at_ns) / kNsPerMs, static_cast<double>(pause_ns) / kNsPerMs,
-                slow_rank, slow_factor);
+                slow_rank, slow_factor, std::string(on_fault_name(on_fault)).c_str());
   return line;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "lockstep/recovery.h"
 #include "lockstep/simulator.h"
 
 namespace lockstep::sim {
@@ -25,6 +26,10 @@ inline constexpr int kDepthMax = 3;
 inline constexpr int kSlowFactorMax = 40;  // past deadline / stage time: slow becomes a timeout
 inline constexpr std::int64_t kPauseNsMax = 3 * kDeadlineNs;
 inline constexpr std::int64_t kDelayNsMax = 3 * kDeadlineNs / 2;
+// Recovery (OnFault::kRestart): a survivor aborts and re-rendezvouses; a
+// replaced process (crashed, or a straggler) starts and loads its weights.
+inline constexpr std::int64_t kRejoinNs = 2 * kNsPerMs;
+inline constexpr std::int64_t kRestartNs = 30 * kNsPerMs;
 
 // Tiny model geometry: enough to exercise the KV ring (window < frames
 // streamed) at negligible cost.
@@ -37,6 +42,7 @@ inline constexpr int kWindowFrames = 3;
 struct Scenario {
   std::uint64_t seed = 0;
   PlantedBug bug = PlantedBug::kNone;
+  OnFault on_fault = OnFault::kExit;
   int mesh_size = 1;  // world = mesh_size + 1 (Stage 0 is rank 0)
   int chunks = 0;
   int denoise_steps = 1;
@@ -56,7 +62,8 @@ struct Scenario {
   int dim() const { return mesh_size * kHeadDim; }  // one head per mesh rank
   // Every rank must have ended by then: each chunk either progresses or some
   // deadline fires, a cut adds at most the drain deadline, a pause delays
-  // detection by at most its length.
+  // detection by at most its length; each generation a restart adds starts
+  // the chunks over at worst.
   std::int64_t bound_ns() const;
   std::string describe() const;
 };

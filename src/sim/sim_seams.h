@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 #include <deque>
@@ -113,14 +114,23 @@ class SimBackend final : public Backend {
   bool aborted_ = false;
 };
 
+// The board's name of `group` in `generation` ("g1/mesh"): each generation
+// connects its own groups, as the runtime's store prefix and rings are per
+// generation.
+std::string board_group(std::uint32_t generation, std::string_view group);
+// The generation of a board_group() name.
+std::uint32_t board_group_generation(const std::string& board_name);
+
 class SimBackendFactory final : public BackendFactory {
  public:
-  SimBackendFactory(CollectiveBoard& board, BackendStats& stats) : board_(board), stats_(stats) {}
+  SimBackendFactory(CollectiveBoard& board, BackendStats& stats, std::uint32_t generation)
+      : board_(board), stats_(stats), generation_(generation) {}
   std::unique_ptr<Backend> connect(Store& store, const BackendGroupSpec& spec) override;
 
  private:
   CollectiveBoard& board_;
   BackendStats& stats_;
+  const std::uint32_t generation_;
 };
 
 }  // namespace lockstep::sim

@@ -11,7 +11,6 @@ namespace {
 
 // The runtime's first ids (src/runtime/mesh_loop.h).
 constexpr std::uint64_t kFirstCallId = 1;
-constexpr std::uint64_t kFirstCacheEpoch = 0;
 constexpr int kLeaderRank = 1;
 constexpr std::uint64_t kLatentsStream = 0x1A7E275ull;
 
@@ -29,15 +28,20 @@ TensorView float_view(std::string_view key, std::span<const float> values, std::
 
 }  // namespace
 
-Stage0Sim::Stage0Sim(World& world)
-    : SimRank(world, 0),
+Stage0Sim::Stage0Sim(World& world, std::uint32_t generation)
+    : Stage0Sim(world, generation, read_stream_position(world.store())) {}
+
+Stage0Sim::Stage0Sim(World& world, std::uint32_t generation, const StreamPosition& start)
+    : SimRank(world, 0, generation),
       scenario_(world.scenario()),
-      acceptance_(kFirstCacheEpoch, kReorderWindowDefault),
+      acceptance_(start.epoch, kReorderWindowDefault),
       next_call_id_(kFirstCallId),
-      epoch_(kFirstCacheEpoch) {}
+      next_chunk_(start.next_chunk),
+      next_to_emit_(start.next_chunk),
+      epoch_(start.epoch) {}
 
 std::string Stage0Sim::describe_state() const {
-  return "Stage 0: chunk " + std::to_string(next_chunk_) + "/" + std::to_string(scenario_.chunks) + ", epoch " +
+  return "Stage 0 (generation " + std::to_string(generation_) + "): chunk " + std::to_string(next_chunk_) + "/" + std::to_string(scenario_.chunks) + ", epoch " +
          std::to_string(epoch_) + ", awaited " + std::to_string(acceptance_.rule().awaited()) + ", decode queue " +
          std::to_string(decode_queue_.size()) + (draining_ ? ", draining" : "");
 }
@@ -89,7 +93,10 @@ void Stage0Sim::begin_hard_cut() {
                                             std::to_string(next_chunk_));
   decode_queue_.clear();
   decoding_ = false;
-  ++decode_generation_;
+  ++decode_flushes_;
+  if (generation_is_current(scenario_, world_.store(), generation_)) {
+    publish_stream_position(world_.store(), {next_to_emit_, epoch_});
+  }
   if (scenario_.bug == PlantedBug::kSkipEpochFence) return;  // planted: no fence, no drain
   acceptance_.begin_epoch(epoch_);
   draining_ = !acceptance_.rule().drained();
@@ -115,14 +122,14 @@ void Stage0Sim::send_infer() {
                                static_cast<std::size_t>(held_frames * kTokensPerFrame * dim));
     tensors.push_back(float_view(kContextOverrideKey, context, dim));
   }
-  const PreparedEnvelope prepared = preflight_envelope(envelope, tensors, sim_frame_context(rank_));
+  const PreparedEnvelope prepared = preflight_envelope(envelope, tensors, sim_frame_context(scenario_, rank_, generation_));
   acceptance_.expect(envelope.ids.call_id);
   expected_calls_[envelope.ids.call_id] = plan.expected_generator_calls;
-  world_.oracle().on_sent(envelope.ids.call_id, next_chunk_, epoch_,
+  world_.oracle().on_sent(generation_, envelope.ids.call_id, next_chunk_, epoch_,
                           digest_floats(sim_model_output(latents, plan.expected_generator_calls)));
   std::vector<Bytes> payload;
   for (const auto& span : prepared.payload()) payload.emplace_back(span.begin(), span.end());
-  world_.send(rank_, kLeaderRank, {prepared.frame().begin(), prepared.frame().end()}, std::move(payload));
+  send(kLeaderRank, {prepared.frame().begin(), prepared.frame().end()}, std::move(payload));
   last_send_ns_ = last_progress_ns_ = world_.now_ns();
   ++next_chunk_;
   ++chunk_in_epoch_;
@@ -132,14 +139,15 @@ void Stage0Sim::send_control(Action action) {
   Envelope envelope;
   envelope.action = action;
   envelope.ids = {next_call_id_++, 0, epoch_};
-  const PreparedEnvelope prepared = preflight_envelope(envelope, {}, sim_frame_context(rank_));
-  world_.send(rank_, kLeaderRank, {prepared.frame().begin(), prepared.frame().end()}, {});
+  const PreparedEnvelope prepared = preflight_envelope(envelope, {}, sim_frame_context(scenario_, rank_, generation_));
+  send(kLeaderRank, {prepared.frame().begin(), prepared.frame().end()}, {});
   last_send_ns_ = world_.now_ns();
 }
 
 void Stage0Sim::on_message(Message& message) {
-  const DecodedResult decoded = decode_result(message.frame, sim_frame_expectations());
+  const DecodedResult decoded = decode_result(message.frame, sim_frame_expectations(scenario_, generation_));
   if (message.corrupted) world_.oracle().on_corrupt_accepted(rank_, decoded.result.ids.call_id);
+  world_.oracle().on_frame_accepted(rank_, generation_, message.generation, decoded.result.ids.call_id);
   if (message.payload.size() != 1 || decoded.manifest.size() != 1 ||
       message.payload[0].size() != decoded.manifest[0].size_bytes) {
     throw Error(ErrorCode::kDecode, "result of call_id " + std::to_string(decoded.result.ids.call_id) +
@@ -170,7 +178,7 @@ void Stage0Sim::accept(Decoded decoded) {
   const AcceptanceCounters before = acceptance_.rule().counters();
   const std::uint64_t result_epoch = result.ids.cache_epoch;
   for (auto& released : acceptance_.offer(call_id, offered_epoch, std::move(decoded))) {
-    world_.oracle().on_accepted(released.call_id, released.result.result.ids.cache_epoch, epoch_);
+    world_.oracle().on_accepted(generation_, released.call_id, released.result.result.ids.cache_epoch, epoch_);
     expected_calls_.erase(released.call_id);
     decode_queue_.push_back(std::move(released.result));
   }
@@ -197,27 +205,42 @@ void Stage0Sim::start_decode() {
   decoding_ = true;
   const std::int64_t slow = scenario_.slow_rank == rank_ ? scenario_.slow_factor : 1;
   if (slow > 1) world_.note_fault(SimFault::kSlowStage, "Stage 0 decode x" + std::to_string(slow));
-  world_.schedule(world_.now_ns() + kDecodeNs * slow, EventKind::kTimer, rank_, decode_generation_);
+  schedule_timer(world_.now_ns() + kDecodeNs * slow, decode_flushes_);
 }
 
 // Decode finished: emit unless a hard cut made the item stale on its way
 // out (the runtime's decode-thread check).
-void Stage0Sim::on_timer(std::uint64_t decode_generation) {
-  if (decode_generation != decode_generation_ || !decoding_) return;  // flushed by a hard cut
+void Stage0Sim::on_timer(std::uint64_t decode_flushes) {
+  if (decode_flushes != decode_flushes_ || !decoding_) return;  // flushed by a hard cut
   const Decoded item = std::move(decode_queue_.front());
   decode_queue_.pop_front();
   decoding_ = false;
-  const CallIds& ids = item.result.ids;
-  if (ids.cache_epoch != epoch_) {
+  if (item.result.ids.cache_epoch != epoch_) {
     ++stale_at_decode_;
   } else {
-    world_.oracle().on_emitted(ids.call_id, ids.chunk_index, ids.cache_epoch, epoch_, item.output_digest);
-    if (world_.recording()) world_.note("Stage 0: emitted chunk " + std::to_string(ids.chunk_index));
-    ++world_.counters().chunks_emitted;
+    emit(item);
   }
   start_decode();
   try_send();
   maybe_finish();
+}
+
+// The generation fence: a Stage 0 whose generation ended (a straggler that
+// woke up after the recovery) emits nothing, moves no stream position and
+// stops.
+void Stage0Sim::emit(const Decoded& item) {
+  const CallIds& ids = item.result.ids;
+  if (!generation_is_current(scenario_, world_.store(), generation_)) {
+    ++world_.counters().fenced_emits;
+    throw Error(ErrorCode::kStaleWork, "Stage 0 of generation " + std::to_string(generation_) + " fenced chunk " +
+                                           std::to_string(ids.chunk_index) + ": generation " +
+                                           std::to_string(read_current_generation(world_.store())) + " runs the job");
+  }
+  world_.oracle().on_emitted(generation_, ids.call_id, ids.chunk_index, ids.cache_epoch, epoch_, item.output_digest);
+  if (world_.recording()) world_.note("Stage 0: emitted chunk " + std::to_string(ids.chunk_index));
+  ++world_.counters().chunks_emitted;
+  next_to_emit_ = ids.chunk_index + 1;
+  publish_stream_position(world_.store(), {next_to_emit_, epoch_});
 }
 
 void Stage0Sim::on_collective_done(std::uint64_t seq) {
@@ -230,7 +253,7 @@ void Stage0Sim::maybe_finish() {
     return;
   }
   send_control(Action::kShutdown);
-  world_.oracle().on_completed(next_chunk_, epoch_);
+  world_.oracle().on_completed(generation_, static_cast<std::uint64_t>(scenario_.chunks), epoch_);
   exit_cleanly();
 }
 

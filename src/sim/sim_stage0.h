@@ -10,6 +10,7 @@
 #include <string>
 
 #include "lockstep/acceptance.h"
+#include "lockstep/recovery.h"
 #include "lockstep/result.h"
 #include "sim/sim_world.h"
 
@@ -17,7 +18,10 @@ namespace lockstep::sim {
 
 class Stage0Sim final : public SimRank {
  public:
-  explicit Stage0Sim(World& world);
+  // Starts from the job's stream position (recovery.h): chunk 0 in epoch 0
+  // for the first generation, after the last emitted chunk under a fresh
+  // epoch for every later one — a surviving and a replaced Stage 0 alike.
+  Stage0Sim(World& world, std::uint32_t generation);
   std::string describe_state() const override;
   const AcceptanceCounters& acceptance_counters() const { return acceptance_.rule().counters(); }
   std::uint64_t stale_at_decode() const noexcept { return stale_at_decode_; }
@@ -26,7 +30,7 @@ class Stage0Sim final : public SimRank {
   void on_start() override;
   void on_tick() override;
   void on_message(Message& message) override;
-  void on_timer(std::uint64_t decode_generation) override;
+  void on_timer(std::uint64_t decode_flushes) override;
   void on_collective_done(std::uint64_t seq) override;
   void on_fatal() noexcept override {}  // Stage 0 holds no mesh backend: its poison mark is the whole signal
 
@@ -43,13 +47,17 @@ class Stage0Sim final : public SimRank {
   void accept(Decoded decoded);
   void note_verdict(const AcceptanceCounters& before, std::uint64_t call_id, std::uint64_t result_epoch);
   void start_decode();
+  void emit(const Decoded& item);
   void maybe_finish();
   std::size_t outstanding() const { return acceptance_.rule().awaited() + decode_queue_.size(); }
+
+  Stage0Sim(World& world, std::uint32_t generation, const StreamPosition& start);
 
   const Scenario& scenario_;
   ResultAcceptance<Decoded> acceptance_;
   std::uint64_t next_call_id_;
-  std::uint64_t next_chunk_ = 0;
+  std::uint64_t next_chunk_;
+  std::uint64_t next_to_emit_;  // the stream position's chunk
   std::uint64_t epoch_;
   int chunk_in_epoch_ = 0;
   std::int64_t last_send_ns_ = 0;
@@ -59,7 +67,7 @@ class Stage0Sim final : public SimRank {
   std::map<std::uint64_t, std::uint32_t> expected_calls_;  // by call_id, until its result arrives
   std::deque<Decoded> decode_queue_;  // D_out and the item being decoded (front)
   bool decoding_ = false;
-  std::uint64_t decode_generation_ = 0;  // bumped by a flush so a stale decode timer is ignored
+  std::uint64_t decode_flushes_ = 0;  // bumped by a flush so a stale decode timer is ignored
   std::uint64_t stale_at_decode_ = 0;
 };
 

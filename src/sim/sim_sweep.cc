@@ -6,9 +6,10 @@
 
 namespace lockstep {
 
-std::string sim_replay_command(std::uint64_t seed, PlantedBug bug) {
+std::string sim_replay_command(std::uint64_t seed, PlantedBug bug, OnFault on_fault) {
   std::string command = "lockstep sim --seed " + std::to_string(seed);
   if (bug != PlantedBug::kNone) command += " --planted-bug " + std::string(planted_bug_name(bug));
+  if (on_fault != OnFault::kExit) command += " --on-fault " + std::string(on_fault_name(on_fault));
   return command;
 }
 
@@ -16,7 +17,7 @@ SimSweepReport run_simulation_sweep(const SimSweepOptions& options) {
   SimSweepReport report;
   for (std::uint64_t i = 0; i < options.seeds; ++i) {
     const std::uint64_t seed = options.start_seed + i;
-    const SimOptions sim{seed, options.planted_bug, options.chunks, false};
+    const SimOptions sim{seed, options.planted_bug, options.chunks, false, options.on_fault};
     SimOutcome outcome = run_simulation(sim);
     const bool replay = !outcome.ok() || (options.replay_every > 0 && i % options.replay_every == 0);
     if (replay) {
@@ -32,7 +33,10 @@ SimSweepReport run_simulation_sweep(const SimSweepOptions& options) {
     for (int f = 0; f < kSimFaultCount; ++f) report.seeds_with_fault[f] += outcome.counters.faults[f] > 0 ? 1 : 0;
     report.seeds_with_stale_drops += outcome.counters.stale_drops > 0 ? 1 : 0;
     report.seeds_with_duplicate_drops += outcome.counters.duplicate_drops > 0 ? 1 : 0;
+    report.seeds_with_stale_generation +=
+        outcome.counters.stale_generation_drops + outcome.counters.fenced_emits > 0 ? 1 : 0;
     if (outcome.verdict == SimVerdict::kCompleted) ++report.completed;
+    if (outcome.verdict == SimVerdict::kCompleted && outcome.counters.recoveries > 0) ++report.seeds_recovered;
     if (outcome.verdict == SimVerdict::kDiagnosed) {
       ++report.diagnosed;
       ++report.diagnosed_by_kind[outcome.diagnosis_kind];
@@ -45,7 +49,7 @@ SimSweepReport run_simulation_sweep(const SimSweepOptions& options) {
   return report;
 }
 
-std::string describe_sweep(const SimSweepReport& report, PlantedBug bug) {
+std::string describe_sweep(const SimSweepReport& report, const SimSweepOptions& options) {
   std::string text = std::to_string(report.seeds) + " seeds: " + std::to_string(report.completed) +
                      " completed, " + std::to_string(report.diagnosed) + " diagnosed, " +
                      std::to_string(report.violations) + " violations (" + std::to_string(report.replayed) +
@@ -55,12 +59,19 @@ std::string describe_sweep(const SimSweepReport& report, PlantedBug bug) {
             std::to_string(report.seeds_with_fault[f]);
   }
   text += "\nseeds with stale drops " + std::to_string(report.seeds_with_stale_drops) + ", with duplicate drops " +
-          std::to_string(report.seeds_with_duplicate_drops) + "\ndiagnosed by first failure:";
+          std::to_string(report.seeds_with_duplicate_drops) + "\n";
+  if (options.on_fault == OnFault::kRestart) {
+    text += "completed after a recovery " + std::to_string(report.seeds_recovered) +
+            ", seeds where a straggler's frame or emit was refused " +
+            std::to_string(report.seeds_with_stale_generation) + "\n";
+  }
+  text += "diagnosed by first failure:";
   for (const auto& [kind, count] : report.diagnosed_by_kind) text += " " + kind + " " + std::to_string(count);
   text += "\n";
   for (const SimSweepReport::Failure& failure : report.failures) {
     text += "seed " + std::to_string(failure.seed) + ": " + std::string(sim_verdict_name(failure.outcome.verdict)) +
-            ": " + failure.outcome.violation + "\n  replay: " + sim_replay_command(failure.seed, bug) + "\n";
+            ": " + failure.outcome.violation + "\n  replay: " +
+            sim_replay_command(failure.seed, options.planted_bug, options.on_fault) + "\n";
   }
   return text;
 }

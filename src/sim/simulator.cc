@@ -2,6 +2,7 @@
 
 #include <array>
 #include <memory>
+#include <vector>
 
 #include "lockstep/digest.h"
 #include "lockstep/error.h"
@@ -59,6 +60,7 @@ std::uint64_t outcome_hash(const SimOutcome& outcome, const sim::Oracle& oracle)
   hash = digest_combine(hash, outcome.counters.events);
   hash = digest_combine(hash, outcome.counters.backend_calls);
   for (const std::uint64_t count : outcome.counters.faults) hash = digest_combine(hash, count);
+  hash = digest_combine(hash, outcome.counters.recoveries);
   return hash;
 }
 
@@ -69,16 +71,19 @@ std::string_view planted_bug_name(PlantedBug bug) {
     case PlantedBug::kNone: return "none";
     case PlantedBug::kSkipEpochFence: return "skip-epoch-fence";
     case PlantedBug::kNoResultDeadline: return "no-result-deadline";
+    case PlantedBug::kNoGenerationFence: return "no-generation-fence";
   }
   return "unknown";
 }
 
 PlantedBug planted_bug_from_name(std::string_view name) {
-  for (const PlantedBug bug : {PlantedBug::kNone, PlantedBug::kSkipEpochFence, PlantedBug::kNoResultDeadline}) {
+  for (const PlantedBug bug : {PlantedBug::kNone, PlantedBug::kSkipEpochFence, PlantedBug::kNoResultDeadline,
+                               PlantedBug::kNoGenerationFence}) {
     if (planted_bug_name(bug) == name) return bug;
   }
-  throw Error(ErrorCode::kInvalidArgument,
-              "unknown planted bug '" + std::string(name) + "' (known: none, skip-epoch-fence, no-result-deadline)");
+  throw Error(ErrorCode::kInvalidArgument, "unknown planted bug '" + std::string(name) +
+                                               "' (known: none, skip-epoch-fence, no-result-deadline, "
+                                               "no-generation-fence)");
 }
 
 std::string_view sim_verdict_name(SimVerdict verdict) {
@@ -95,19 +100,24 @@ std::string_view sim_fault_name(SimFault fault) { return kFaultNames.at(static_c
 
 SimOutcome run_simulation(const SimOptions& options) {
   const sim::Scenario scenario = sim::draw_scenario(options);
-  sim::World world(scenario, options.record_schedule);
-  auto stage0 = std::make_unique<sim::Stage0Sim>(world);
-  const sim::Stage0Sim& stage0_view = *stage0;
-  world.add_rank(std::move(stage0));
-  for (int r = 1; r < scenario.world_size(); ++r) world.add_rank(std::make_unique<sim::MeshRankSim>(world, r));
+  std::vector<const sim::Stage0Sim*> stage0s;  // one per generation
+  sim::World world(scenario, options.record_schedule,
+                   [&stage0s](sim::World& w, int rank, std::uint32_t generation) -> std::unique_ptr<sim::SimRank> {
+                     if (rank > 0) return std::make_unique<sim::MeshRankSim>(w, rank, generation);
+                     auto stage0 = std::make_unique<sim::Stage0Sim>(w, generation);
+                     stage0s.push_back(stage0.get());
+                     return stage0;
+                   });
   const bool ended = world.run();
 
   SimOutcome outcome;
   outcome.end_time_ns = world.now_ns();
   outcome.counters = world.counters();
   outcome.counters.backend_calls = world.backend_stats().calls;
-  outcome.counters.stale_drops = stage0_view.acceptance_counters().stale_drops + stage0_view.stale_at_decode();
-  outcome.counters.duplicate_drops += stage0_view.acceptance_counters().duplicate_drops;
+  for (const sim::Stage0Sim* stage0 : stage0s) {
+    outcome.counters.stale_drops += stage0->acceptance_counters().stale_drops + stage0->stale_at_decode();
+    outcome.counters.duplicate_drops += stage0->acceptance_counters().duplicate_drops;
+  }
   judge_ending(world, outcome);
   if (!ended) {
     outcome.verdict = SimVerdict::kLivenessViolation;

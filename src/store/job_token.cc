@@ -4,9 +4,12 @@
 
 #include <cstdio>
 
+#include "lockstep/digest.h"
 #include "lockstep/error.h"
 
 namespace lockstep {
+
+static_assert(kJobGenerationMax <= kFrameGenerationMask, "a generation must fit the frame header's token field");
 namespace {
 
 // Distinct seeds keep the published proof and the key-space prefix

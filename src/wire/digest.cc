@@ -89,8 +89,9 @@ std::optional<std::uint64_t> digest_from_hex(std::string_view text) noexcept {
   return value;
 }
 
-std::uint64_t job_token_digest(std::string_view job_token) noexcept {
-  return XXH3_64bits_withSeed(job_token.data(), job_token.size(), kJobTokenSeed);
+std::uint64_t job_token_digest(std::string_view job_token, std::uint32_t generation) noexcept {
+  return (XXH3_64bits_withSeed(job_token.data(), job_token.size(), kJobTokenSeed) & ~kFrameGenerationMask) |
+         (generation & kFrameGenerationMask);
 }
 
 struct DigestStream::State {

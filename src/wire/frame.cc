@@ -158,10 +158,20 @@ FrameHeader decode_header(std::span<const std::uint8_t, kHeaderBytes> header, co
   if (h.sender_rank < 0) {
     throw Error(ErrorCode::kDecode, "frame header sender_rank " + std::to_string(h.sender_rank) + " is negative");
   }
-  if (h.job_token_digest != expect.job_token_digest) {
+  if ((h.job_token_digest & ~kFrameGenerationMask) != (expect.job_token_digest & ~kFrameGenerationMask)) {
     throw Error(ErrorCode::kJobToken, "frame from rank " + std::to_string(h.sender_rank) + " carries job token digest " +
                                           digest_hex(h.job_token_digest) + ", expected " +
                                           digest_hex(expect.job_token_digest) + " (a frame of another job)");
+  }
+  const std::uint64_t generation = h.job_token_digest & kFrameGenerationMask;
+  const std::uint64_t expected_generation = expect.job_token_digest & kFrameGenerationMask;
+  if (generation != expected_generation) {
+    throw Error(ErrorCode::kStaleWork, "frame from rank " + std::to_string(h.sender_rank) + " (call_id " +
+                                           std::to_string(h.call_id) + ") belongs to generation " +
+                                           std::to_string(generation) + " of this job; this rank runs generation " +
+                                           std::to_string(expected_generation) +
+                                           (generation < expected_generation ? " (a straggler of an earlier generation)"
+                                                                             : " (a generation this rank never joined)"));
   }
   return h;
 }

@@ -23,7 +23,7 @@ namespace {
 
 // The corpus frames carry this token's digest; without it every input would
 // stop at the job-token check.
-const std::uint64_t kFuzzTokenDigest = lockstep::job_token_digest("fuzz-job");
+const std::uint64_t kFuzzTokenDigest = lockstep::job_token_digest("fuzz-job", 0);
 
 void decode_all_the_way(std::span<const std::uint8_t> frame, std::uint8_t selector) {
   const lockstep::FrameExpectations expect{kFuzzTokenDigest, static_cast<lockstep::ProtocolVersion>((selector >> 2) % 3)};

@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   for (const lockstep::ProtocolVersion version : {lockstep::ProtocolVersion{1}, lockstep::ProtocolVersion{2}}) {
-    const lockstep::FrameContext ctx{version, 1, lockstep::job_token_digest("fuzz-job")};
+    const lockstep::FrameContext ctx{version, 1, lockstep::job_token_digest("fuzz-job", 0)};
     lockstep::write_envelopes(dir, ctx);
     lockstep::write_results(dir, ctx);
     if (version == lockstep::kProtocolVersionMax) lockstep::write_controls(dir, ctx);

@@ -14,7 +14,7 @@ import numpy as np
 import lockstep
 from lockstep import _core
 
-TOKEN = _core.job_token_digest("job-py", "secret-0123456789")
+TOKEN = _core.job_token_digest("secret-job-py-0123", 0)
 
 
 def latents(frames: int = 2, tokens: int = 3, dim: int = 4) -> np.ndarray:
@@ -105,10 +105,14 @@ class Codec(unittest.TestCase):
         with self.assertRaises(lockstep.LockstepError) as raised:
             self.codec.decode_envelope(bytes(frame))
         self.assertEqual(raised.exception.code, "checksum")
-        other_job = lockstep.Codec(_core.job_token_digest("job-other", "secret-0123456789"), sender_rank=1)
+        other_job = lockstep.Codec(_core.job_token_digest("secret-job-other-0123", 0), sender_rank=1)
         with self.assertRaises(lockstep.LockstepError) as raised:
             other_job.decode_envelope(self.codec.encode_envelope(infer()))
         self.assertIn("token", str(raised.exception))
+        next_generation = lockstep.Codec(_core.job_token_digest("secret-job-py-0123", 1), sender_rank=1)
+        with self.assertRaises(lockstep.LockstepError) as raised:
+            next_generation.decode_envelope(self.codec.encode_envelope(infer()))
+        self.assertEqual(raised.exception.code, "stale_work")
 
     def test_result_round_trips(self):
         result = lockstep.Result("INFER", 4, 2, 1, plan_id=9, observed_generator_calls=2, geometry=(2, 3, 4),

@@ -51,7 +51,7 @@ TEST_F(Decode, HeaderLayoutIsPinned) {
   EXPECT_EQ(load_le(frame_.data() + fl::kChunkIndex, 8), 9u);
   EXPECT_EQ(load_le(frame_.data() + fl::kCacheEpoch, 8), 2u);
   EXPECT_EQ(load_le(frame_.data() + fl::kPlanId, 8), 41u);
-  EXPECT_EQ(load_le(frame_.data() + fl::kJobTokenDigest, 8), job_token_digest(wire_test::kJobToken));
+  EXPECT_EQ(load_le(frame_.data() + fl::kJobTokenDigest, 8), job_token_digest(wire_test::kJobToken, 0));
   EXPECT_EQ(load_le(frame_.data() + fl::kBodyBytes, 4), frame_.size() - kHeaderBytes);
 }
 
@@ -150,8 +150,15 @@ TEST_F(Decode, HeaderEnumsAndRank) {
 
 TEST_F(Decode, WrongJobToken) {
   FrameExpectations other = expectations();
-  other.job_token_digest = job_token_digest("another-job");
+  other.job_token_digest = job_token_digest("another-job", 0);
   expect_rejected(ErrorCode::kJobToken, "another job", other);
+}
+
+// Warm recovery: a straggler of generation 0 reaches a rank of generation 1.
+TEST_F(Decode, FrameOfAnEarlierGenerationIsStaleWork) {
+  FrameExpectations later = expectations();
+  later.job_token_digest = job_token_digest(wire_test::kJobToken, 1);
+  expect_rejected(ErrorCode::kStaleWork, "generation 0 of this job; this rank runs generation 1 (a straggler", later);
 }
 
 TEST_F(Decode, HeaderCountsThatDisagreeWithTheBody) {

@@ -72,9 +72,17 @@ TEST(Digest, StreamEqualsOneShotOfConcatenation) {
 }
 
 TEST(Digest, JobTokenDigestIsDomainSeparated) {
-  EXPECT_NE(job_token_digest("tok"), digest_string("tok"));
-  EXPECT_NE(job_token_digest("tok"), job_token_digest("tok2"));
-  EXPECT_EQ(job_token_digest("tok"), job_token_digest("tok"));
+  EXPECT_NE(job_token_digest("tok", 0), digest_string("tok"));
+  EXPECT_NE(job_token_digest("tok", 0), job_token_digest("tok2", 0));
+  EXPECT_EQ(job_token_digest("tok", 0), job_token_digest("tok", 0));
+}
+
+TEST(Digest, JobTokenDigestCarriesTheGenerationInItsLowBits) {
+  const std::uint64_t g0 = job_token_digest("tok", 0);
+  const std::uint64_t g7 = job_token_digest("tok", 7);
+  EXPECT_EQ(g0 & kFrameGenerationMask, 0u);
+  EXPECT_EQ(g7 & kFrameGenerationMask, 7u);
+  EXPECT_EQ(g0 & ~kFrameGenerationMask, g7 & ~kFrameGenerationMask);
 }
 
 }  // namespace

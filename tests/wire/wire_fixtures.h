@@ -23,11 +23,11 @@ inline constexpr std::uint32_t kContextFrames = 3;
 inline const std::string kJobToken = "job-7f3a";
 
 inline FrameContext context(ProtocolVersion version = kProtocolVersionMax) {
-  return FrameContext{version, 0, job_token_digest(kJobToken)};
+  return FrameContext{version, 0, job_token_digest(kJobToken, 0)};
 }
 
 inline FrameExpectations expectations(ProtocolVersion version = kProtocolVersionMax) {
-  return FrameExpectations{job_token_digest(kJobToken), version};
+  return FrameExpectations{job_token_digest(kJobToken, 0), version};
 }
 
 // Tensor bytes, owned here so TensorViews can borrow them.

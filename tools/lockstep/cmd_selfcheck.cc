@@ -53,7 +53,7 @@ void check_envelope(const Chunk& chunk, ProtocolVersion version) {
   const std::vector<TensorView> views{
       {kLatentsKey, 0, DType::kF32, {kFrames * kTokensPerFrame, kDim}, {}, chunk.latents},
       {kContextOverrideKey, 0, DType::kF32, {kContextFrames * kTokensPerFrame, kDim}, {}, chunk.context}};
-  const FrameContext context{version, 0, job_token_digest(kSelfcheckJobToken)};
+  const FrameContext context{version, 0, job_token_digest(kSelfcheckJobToken, 0)};
   const PreparedEnvelope prepared = preflight_envelope(envelope, views, context);
   const DecodedEnvelope decoded =
       decode_envelope(prepared.frame(), FrameExpectations{context.job_token_digest, version});
@@ -79,7 +79,7 @@ void check_result(const Chunk& chunk, ProtocolVersion version) {
                                  digest_string("ledger")};
   if (version >= kProtocolVersionResultKvFrames) result.kv_frames = kContextFrames + kFrames;
   const std::vector<TensorView> output{{kOutputKey, 0, DType::kF32, {kFrames * kTokensPerFrame, kDim}, {}, chunk.output}};
-  const FrameContext context{version, 1, job_token_digest(kSelfcheckJobToken)};
+  const FrameContext context{version, 1, job_token_digest(kSelfcheckJobToken, 0)};
   const PreparedResult prepared = preflight_result(result, output, context);
   const DecodedResult decoded = decode_result(prepared.frame(), FrameExpectations{context.job_token_digest, version});
   require(decoded.result == result, "result changed in the round trip");
@@ -88,7 +88,7 @@ void check_result(const Chunk& chunk, ProtocolVersion version) {
 }
 
 void check_handshake() {
-  const FrameContext context{kProtocolVersionMax, 0, job_token_digest(kSelfcheckJobToken)};
+  const FrameContext context{kProtocolVersionMax, 0, job_token_digest(kSelfcheckJobToken, 0)};
   const PreparedControl hello = preflight_control(hello_control(), context);
   const DecodedControl decoded = decode_control(hello.frame(), FrameExpectations{context.job_token_digest, 0});
   const std::vector<VersionRange> ranks{decoded.control.versions, supported_protocol_versions()};
@@ -111,7 +111,7 @@ ErrorCode expect_refusal(Fn&& fn, const std::string& what) {
 }
 
 void check_refusals(const Chunk& chunk) {
-  const FrameContext context{kProtocolVersionMax, 0, job_token_digest(kSelfcheckJobToken)};
+  const FrameContext context{kProtocolVersionMax, 0, job_token_digest(kSelfcheckJobToken, 0)};
   const FrameExpectations expect{context.job_token_digest, kProtocolVersionMax};
   const std::vector<TensorView> latents_only{
       {kLatentsKey, 0, DType::kF32, {kFrames * kTokensPerFrame, kDim}, {}, chunk.latents}};

@@ -1,0 +1,95 @@
+// Warm recovery policy (SPEC §4C, "microreboot"): what a fault ends in.
+//
+// Under OnFault::kExit a fault ends the job (crash > hang). Under kRestart
+// the failed rank still goes down, and the survivors' groups are not rebuilt
+// in place either: every survivor aborts its communicators, keeps its
+// process, weights and device context, and joins a *new generation* of the
+// job (job_token.h) — fresh store prefix, ring names, poison keys and
+// generation-bound frame tokens — so nothing of the old generation can reach
+// the new one. Stage 0 resumes after the last chunk it emitted, under a new
+// epoch (a hard cut): nothing of the old generation is ever emitted.
+//
+// Only what a restart can cure is restarted: a deadline, a dead or stopped
+// peer, a backend or store failure. A deterministic failure (ledger, plan,
+// parity, digest, protocol, ...) would fail again the same way; it ends the
+// job as under kExit. So does a restart beyond the budget below.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string_view>
+
+#include "lockstep/error.h"
+#include "lockstep/store.h"
+
+namespace lockstep {
+
+enum class OnFault : std::uint8_t { kExit, kRestart };
+
+// "exit", "restart".
+std::string_view on_fault_name(OnFault policy);
+// Throws Error{kInvalidArgument} naming the value and the known names.
+OnFault on_fault_from_name(std::string_view name);
+
+// True for the codes whose cause lies outside the job's own data and
+// arguments: kTimeout, kPeerFailure, kAborted, kBackend, kStore.
+bool restart_can_cure(ErrorCode code);
+// The same for a rank's process ending as the launcher sees it: an exit code
+// of one of those codes, the hard-exit deadline (abort hung), or death by a
+// signal (`signal` > 0: kill -9, OOM killer).
+bool restart_can_cure_exit(int exit_code, int signal);
+
+// Restarts allowed per sliding window, and the bound on one recovery (from
+// the fault to every rank connected again in the new generation).
+inline constexpr int kRestartsPerWindowDefault = 3;
+inline constexpr std::int64_t kRestartWindowMsDefault = 60'000;
+inline constexpr int kRestartsPerWindowMax = 100;
+
+// Admits restarts while fewer than `restarts_max` were admitted in the last
+// `window_ns`: a rank that faults again at once is not restarted forever.
+// Single-thread use; time is whatever clock the caller reads.
+class RestartBudget {
+ public:
+  // Throws Error{kInvalidArgument} for restarts_max outside
+  // [0, kRestartsPerWindowMax] or window_ns <= 0.
+  RestartBudget(int restarts_max, std::int64_t window_ns);
+  // True (and counts it) when one more restart fits at `now_ns`.
+  bool admit(std::int64_t now_ns);
+  int restarts_max() const noexcept { return restarts_max_; }
+
+ private:
+  const int restarts_max_;
+  const std::int64_t window_ns_;
+  std::deque<std::int64_t> admitted_ns_;  // at most restarts_max_ entries
+};
+
+// Job-level keys: they live outside every generation's prefix, so a new
+// generation (and a replacement Stage 0) can read them.
+//  - the current generation, published by the launcher when a recovery
+//    begins: Stage 0 emits only while it equals its own (a straggler of an
+//    earlier generation that wakes up emits nothing);
+//  - the stream position: the first chunk not yet emitted and the epoch it
+//    streams in, published by Stage 0 after every emit and hard cut; the
+//    launcher bumps the epoch when a recovery begins, so every rank of the
+//    new generation starts from the same chunk under a fresh epoch.
+inline constexpr std::string_view kCurrentGenerationKey = "current_generation";
+inline constexpr std::string_view kStreamPositionKey = "stream_position";
+
+struct StreamPosition {
+  std::uint64_t next_chunk = 0;  // the first chunk not yet emitted
+  std::uint64_t epoch = 0;
+  bool operator==(const StreamPosition&) const = default;
+};
+
+// Store calls; blocking as the store; any thread. Throw Error{kStore} from
+// the store, and Error{kDecode} naming the key for a malformed value.
+void publish_current_generation(Store& job_store, std::uint32_t generation);
+std::uint32_t read_current_generation(Store& job_store);  // 0 before any recovery
+void publish_stream_position(Store& job_store, const StreamPosition& position);
+StreamPosition read_stream_position(Store& job_store);  // {0, 0} before the first publish
+// The launcher's step when generation `next` begins: the position's epoch
+// plus one, then the generation.
+void begin_generation(Store& job_store, std::uint32_t next);
+
+}  // namespace lockstep

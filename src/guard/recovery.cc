@@ -1,0 +1,125 @@
+#include "lockstep/recovery.h"
+
+#include <charconv>
+#include <string>
+#include <string_view>
+
+#include "lockstep/fatal.h"
+#include "lockstep/job_token.h"
+
+namespace lockstep {
+
+std::string_view on_fault_name(OnFault policy) {
+  switch (policy) {
+    case OnFault::kExit: return "exit";
+    case OnFault::kRestart: return "restart";
+  }
+  return "unknown";
+}
+
+OnFault on_fault_from_name(std::string_view name) {
+  for (const OnFault policy : {OnFault::kExit, OnFault::kRestart}) {
+    if (on_fault_name(policy) == name) return policy;
+  }
+  throw Error(ErrorCode::kInvalidArgument, "--on-fault '" + std::string(name) + "' (known: exit, restart)");
+}
+
+bool restart_can_cure(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kTimeout:
+    case ErrorCode::kPeerFailure:
+    case ErrorCode::kAborted:
+    case ErrorCode::kBackend:
+    case ErrorCode::kStore: return true;
+    default: return false;
+  }
+}
+
+bool restart_can_cure_exit(int exit_code, int signal) {
+  if (signal > 0) return true;
+  if (exit_code == kExitHardDeadline || exit_code == kExitTerminated) return true;
+  for (const ErrorCode code : {ErrorCode::kTimeout, ErrorCode::kPeerFailure, ErrorCode::kAborted, ErrorCode::kBackend,
+                               ErrorCode::kStore}) {
+    if (exit_code == exit_code_for(code)) return true;
+  }
+  return false;
+}
+
+RestartBudget::RestartBudget(int restarts_max, std::int64_t window_ns)
+    : restarts_max_(restarts_max), window_ns_(window_ns) {
+  if (restarts_max < 0 || restarts_max > kRestartsPerWindowMax || window_ns <= 0) {
+    throw Error(ErrorCode::kInvalidArgument, "restart budget: " + std::to_string(restarts_max) + " restarts per " +
+                                                 std::to_string(window_ns) + " ns (restarts in [0, " +
+                                                 std::to_string(kRestartsPerWindowMax) + "], window > 0)");
+  }
+}
+
+bool RestartBudget::admit(std::int64_t now_ns) {
+  while (!admitted_ns_.empty() && now_ns - admitted_ns_.front() >= window_ns_) admitted_ns_.pop_front();
+  if (static_cast<int>(admitted_ns_.size()) >= restarts_max_) return false;
+  admitted_ns_.push_back(now_ns);
+  return true;
+}
+
+namespace {
+
+constexpr std::chrono::milliseconds kReadTimeout{1000};
+
+std::uint64_t parse_decimal(std::string_view text, std::string_view key) {
+  std::uint64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || text.empty()) {
+    throw Error(ErrorCode::kDecode, "job key '" + std::string(key) + "': '" + std::string(text) +
+                                        "' is not a decimal number");
+  }
+  return value;
+}
+
+std::string read_text(Store& store, std::string_view key) {
+  const Bytes value = store.get(std::string(key), kReadTimeout);
+  return {value.begin(), value.end()};
+}
+
+void write_text(Store& store, std::string_view key, const std::string& text) {
+  store.set(std::string(key), Bytes(text.begin(), text.end()));
+}
+
+}  // namespace
+
+void publish_current_generation(Store& job_store, std::uint32_t generation) {
+  write_text(job_store, kCurrentGenerationKey, std::to_string(generation));
+}
+
+std::uint32_t read_current_generation(Store& job_store) {
+  if (!job_store.check({std::string(kCurrentGenerationKey)})) return 0;
+  const std::uint64_t value = parse_decimal(read_text(job_store, kCurrentGenerationKey), kCurrentGenerationKey);
+  if (value > kJobGenerationMax) {
+    throw Error(ErrorCode::kDecode, "job key 'current_generation': " + std::to_string(value) +
+                                        " > kJobGenerationMax " + std::to_string(kJobGenerationMax));
+  }
+  return static_cast<std::uint32_t>(value);
+}
+
+void publish_stream_position(Store& job_store, const StreamPosition& position) {
+  write_text(job_store, kStreamPositionKey, std::to_string(position.next_chunk) + " " + std::to_string(position.epoch));
+}
+
+StreamPosition read_stream_position(Store& job_store) {
+  if (!job_store.check({std::string(kStreamPositionKey)})) return {};
+  const std::string text = read_text(job_store, kStreamPositionKey);
+  const std::size_t space = text.find(' ');
+  if (space == std::string::npos) {
+    throw Error(ErrorCode::kDecode, "job key 'stream_position': '" + text + "' is not '<next_chunk> <epoch>'");
+  }
+  return {parse_decimal(std::string_view(text).substr(0, space), kStreamPositionKey),
+          parse_decimal(std::string_view(text).substr(space + 1), kStreamPositionKey)};
+}
+
+void begin_generation(Store& job_store, std::uint32_t next) {
+  StreamPosition position = read_stream_position(job_store);
+  ++position.epoch;
+  publish_stream_position(job_store, position);
+  publish_current_generation(job_store, next);
+}
+
+}  // namespace lockstep
