@@ -12,6 +12,9 @@
 //      separate, pre-started thread when 0–3 have not finished within the hard
 //      deadline (a hung abort, dump or store: C5).
 // The first cause wins; later triggers, from any thread, block until the exit.
+// Under warm recovery (FatalOptions::end_generation_on_curable) a curable
+// cause replaces step 4 by the end of the rank's generation: the process,
+// its weights and its device context stay; its communicators do not.
 //
 // SIGUSR1 writes a dump and the process continues. Signals are turned into
 // work on a pre-started thread through a self-pipe, so no handler does more
@@ -52,6 +55,14 @@ struct FatalOptions {
   // SIGTERM => fail, SIGUSR1 => dump and continue. The previous handlers are
   // restored by the destructor.
   bool install_signal_handlers = true;
+  // Warm recovery (recovery.h, OnFault::kRestart): a cause a restart can
+  // cure (restart_can_cure, and no forced exit code such as SIGTERM's) ends
+  // this rank's *generation*, not its process: steps 0–3 run as always, then
+  // instead of step 4 every fail() returns to its caller, which must unwind
+  // (no backend call: tripped() stays true); the owner waits in
+  // await_fatal_path() and destroys the handler with the generation. The
+  // hard-exit deadline still bounds the whole unwinding.
+  bool end_generation_on_curable = false;
 };
 
 struct FatalCause {
@@ -96,18 +107,29 @@ class FatalHandler {
   void set_abort_action(std::function<void()> abort);
   void set_sources(FatalSources sources);
 
-  // Runs the fatal path. Never returns; any thread; the first caller does
-  // the work, any other blocks until the process exits.
-  [[noreturn]] void fail(const FatalCause& cause) noexcept;
+  // Runs the fatal path; any thread; the first caller does the work. Never
+  // returns — any other caller blocks until the process exits — unless the
+  // first cause ends the generation (FatalOptions::end_generation_on_curable):
+  // then the first caller returns once steps 0–3 are done and every other
+  // caller returns at once.
+  void fail(const FatalCause& cause) noexcept;
   // fail() for a lockstep::Error caught by the runtime (kind fatal, or
   // timeout for kTimeout).
-  [[noreturn]] void fail(const Error& error) noexcept;
+  void fail(const Error& error) noexcept;
   // fail() for the exception being handled (call it inside a catch block, so
   // everything the abort action uses is still alive): a lockstep::Error keeps
   // its code, anything else is kInternal.
-  [[noreturn]] void fail_current_exception() noexcept;
+  void fail_current_exception() noexcept;
   // fail() for a watchdog firing: wire it as the Watchdog's on_fire.
-  [[noreturn]] void fail(const WatchdogFiring& firing) noexcept;
+  void fail(const WatchdogFiring& firing) noexcept;
+
+  // After a fail() that ended the generation: blocks until the fatal path's
+  // dump, poison mark and abort are done (the hard-exit deadline bounds it),
+  // so the owner may then tear the generation down. Returns false at once
+  // when fail() has not run. Any thread.
+  bool await_fatal_path();
+  // The cause that ended the generation (valid after await_fatal_path()).
+  const FatalCause& generation_cause() const noexcept { return first_cause_; }
 
   // Writes a dump now and returns its path; the process continues (SIGUSR1,
   // "dump at clean exit"). Blocking on file I/O; any thread. Skipped (empty
@@ -122,7 +144,9 @@ class FatalHandler {
   DumpHeader make_header(const DumpReason& reason) const;
   void write_beside_dump() noexcept;
   void write_fatal_dump(const DumpReason& reason);
-  [[noreturn]] void run_abort_then_exit(int exit_code);
+  // Runs the abort action on a sacrificial thread; never returns if it
+  // outlives the hard deadline.
+  void run_abort();
   void hard_exit_thread();
   void signal_thread();
   void install_signals();
@@ -132,6 +156,12 @@ class FatalHandler {
   FlightRecorder& recorder_;
   Store* const store_;
   std::atomic<bool> tripped_{false};
+
+  std::mutex trip_mutex_;  // the first fail() and what it decided
+  bool ends_generation_ = false;
+  FatalCause first_cause_;
+  std::condition_variable fatal_path_cv_;
+  bool fatal_path_done_ = false;
 
   mutable std::mutex sources_mutex_;  // set_* vs. the fatal path; never held while blocking
   std::function<void()> abort_;

@@ -63,4 +63,13 @@ std::uint64_t job_token_digest(const JobCredentials& credentials);
 std::unique_ptr<Store> join_job(std::shared_ptr<Store> base, const JobCredentials& credentials,
                                 int rank, std::chrono::milliseconds timeout);
 
+// The key space of credentials.generation ("job-<hex>-g<generation>", what
+// join_job returns) and the job-level one shared by every generation
+// ("job-<hex>": recovery.h's current generation and stream position),
+// without the rendezvous proof: for the launcher, which made the
+// credentials, and for a rank that already joined. Throws as join_job for
+// bad credentials.
+std::unique_ptr<Store> generation_store(std::shared_ptr<Store> base, const JobCredentials& credentials);
+std::unique_ptr<Store> job_level_store(std::shared_ptr<Store> base, const JobCredentials& credentials);
+
 }  // namespace lockstep

@@ -70,5 +70,7 @@ RankEnv read_rank_env();
 // store cannot be opened. The result is not yet token-checked: pass it to
 // join_job (job_token.h) before using it for anything else.
 std::shared_ptr<Store> open_store(const RankEnv& env);
+// The same from the URL and the job id (the launcher's view of the job).
+std::shared_ptr<Store> open_store(const std::string& store_url, const std::string& job_id);
 
 }  // namespace lockstep

@@ -9,6 +9,7 @@
 
 #include "guard/thread_name.h"
 #include "lockstep/poison.h"
+#include "lockstep/recovery.h"
 
 namespace lockstep {
 
@@ -128,6 +129,8 @@ void FatalHandler::signal_thread() {
       } catch (const std::exception& e) {
         log_line(std::string("lockstep: SIGUSR1 dump failed: ") + e.what());
       }
+    } else if (byte == SIGTERM && tripped()) {
+      ::_exit(kExitTerminated);  // the launcher stops a rank whose generation already ended
     } else if (byte == SIGTERM) {
       fail(FatalCause{DumpReasonKind::kSignal, ErrorCode::kPeerFailure, "sigterm",
                       "terminated by SIGTERM", false, kExitTerminated});
@@ -140,8 +143,9 @@ void FatalHandler::hard_exit_thread() {
   std::unique_lock<std::mutex> lock(hard_mutex_);
   hard_cv_.wait(lock, [this] { return hard_armed_ || hard_stop_; });
   if (!hard_armed_) return;
-  // Nothing cancels an armed hard exit: fail() never returns.
-  hard_cv_.wait_until(lock, hard_deadline_, [] { return false; });
+  // Only the end of a generation (the handler's destruction once the rank
+  // unwound) cancels an armed hard exit: otherwise fail() never returns.
+  if (hard_cv_.wait_until(lock, hard_deadline_, [this] { return hard_stop_; })) return;
   log_line("lockstep: rank " + std::to_string(options_.rank) + ": fatal path exceeded its " +
            std::to_string(options_.hard_exit_deadline.count()) + " ms hard deadline; exiting " +
            std::to_string(kExitHardDeadline));
@@ -196,7 +200,17 @@ void FatalHandler::write_fatal_dump(const DumpReason& reason) {
 }
 
 void FatalHandler::fail(const FatalCause& cause) noexcept {
-  if (tripped_.exchange(true, std::memory_order_acq_rel)) wait_for_exit();
+  {
+    std::lock_guard<std::mutex> lock(trip_mutex_);
+    if (tripped_.load(std::memory_order_acquire)) {
+      if (ends_generation_) return;  // the caller unwinds with its generation
+      wait_for_exit();
+    }
+    ends_generation_ =
+        options_.end_generation_on_curable && cause.exit_code == 0 && restart_can_cure(cause.code);
+    first_cause_ = cause;
+    tripped_.store(true, std::memory_order_release);
+  }
   {
     std::lock_guard<std::mutex> lock(hard_mutex_);
     hard_armed_ = true;
@@ -221,7 +235,23 @@ void FatalHandler::fail(const FatalCause& cause) noexcept {
       log_line(std::string("lockstep: raising the poison mark failed: ") + e.what());
     }
   }
-  run_abort_then_exit(exit_code);
+  run_abort();
+  if (!ends_generation_) ::_exit(exit_code);
+  log_line("lockstep: rank " + std::to_string(options_.rank) +
+           ": the fault ends this generation; the process stays for the next one");
+  {
+    std::lock_guard<std::mutex> lock(trip_mutex_);
+    fatal_path_done_ = true;
+  }
+  fatal_path_cv_.notify_all();
+}
+
+bool FatalHandler::await_fatal_path() {
+  std::unique_lock<std::mutex> lock(trip_mutex_);
+  if (!tripped_.load(std::memory_order_acquire)) return false;
+  // Only a generation-ending path returns; the hard exit bounds the wait.
+  fatal_path_cv_.wait(lock, [this] { return fatal_path_done_; });
+  return true;
 }
 
 void FatalHandler::fail(const Error& error) noexcept {
@@ -248,7 +278,7 @@ void FatalHandler::fail(const WatchdogFiring& firing) noexcept {
                   firing.message, firing.cause == WatchdogCause::kPeerPoison, 0});
 }
 
-void FatalHandler::run_abort_then_exit(int exit_code) {
+void FatalHandler::run_abort() {
   std::function<void()> abort;
   {
     std::lock_guard<std::mutex> lock(sources_mutex_);
@@ -282,7 +312,6 @@ void FatalHandler::run_abort_then_exit(int exit_code) {
       log_line(std::string("lockstep: cannot run the backend abort: ") + e.what());
     }
   }
-  ::_exit(exit_code);
 }
 
 }  // namespace lockstep

@@ -115,6 +115,18 @@ std::unique_ptr<Store> join_job(std::shared_ptr<Store> base, const JobCredential
     }
     if (published != to_bytes(mine)) throw_mismatch(credentials, rank, mine, published, *base);
   }
+  return generation_store(std::move(base), credentials);
+}
+
+std::unique_ptr<Store> job_level_store(std::shared_ptr<Store> base, const JobCredentials& credentials) {
+  return make_prefix_store(std::move(base), "job-" + hex16(seeded_digest(credentials, kPrefixSeed)));
+}
+
+std::unique_ptr<Store> generation_store(std::shared_ptr<Store> base, const JobCredentials& credentials) {
+  if (credentials.generation > kJobGenerationMax) {
+    throw Error(ErrorCode::kInvalidArgument, "generation " + std::to_string(credentials.generation) +
+                                                 " > kJobGenerationMax " + std::to_string(kJobGenerationMax));
+  }
   return make_prefix_store(std::move(base), "job-" + hex16(seeded_digest(credentials, kPrefixSeed)) + "-g" +
                                                 std::to_string(credentials.generation));
 }

@@ -146,18 +146,20 @@ RankEnv read_rank_env() {
   });
 }
 
-std::shared_ptr<Store> open_store(const RankEnv& env) {
-  check_store_url(env.store_url);
+std::shared_ptr<Store> open_store(const RankEnv& env) { return open_store(env.store_url, env.job_id); }
+
+std::shared_ptr<Store> open_store(const std::string& store_url, const std::string& job_id) {
+  check_store_url(store_url);
   const std::size_t file_prefix = std::string(kFileScheme).size();
-  if (env.store_url.rfind(kFileScheme, 0) == 0) {
-    return std::make_shared<FileStore>(env.store_url.substr(file_prefix));
+  if (store_url.rfind(kFileScheme, 0) == 0) {
+    return std::make_shared<FileStore>(store_url.substr(file_prefix));
   }
-  const std::string address = env.store_url.substr(std::string(kRedisScheme).size());
+  const std::string address = store_url.substr(std::string(kRedisScheme).size());
   const std::size_t colon = address.rfind(':');
   RedisStoreOptions options;
   options.host = address.substr(0, colon);
   options.port = parse_int("LOCKSTEP_STORE (port)", address.substr(colon + 1), 1, 65535);
-  options.key_namespace = env.job_id;
+  options.key_namespace = job_id;
   return std::make_shared<RedisStore>(std::move(options));
 }
 

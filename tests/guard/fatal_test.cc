@@ -84,6 +84,7 @@ TEST(FatalPath, HangingAbortStillEndsAtTheHardDeadline) {
       while (!never.load()) std::this_thread::sleep_for(milliseconds(10));
     });
     g.fatal.fail(Error(ErrorCode::kBackend, "injected C5"));
+    return 0;  // not reached: the hard deadline ends the process
   });
   ASSERT_FALSE(result.hung) << result.describe();
   EXPECT_EQ(result.ranks[0].code, kExitHardDeadline) << result.describe();
@@ -98,9 +99,47 @@ TEST(FatalPath, HealthyAbortExitsWithTheErrorsCode) {
     GuardedRank g(0, 1, quick_watchdog(kSteady), kHardExit);
     g.fatal.set_abort_action([] {});
     g.fatal.fail(Error(ErrorCode::kLedger, "ledger diverged"));
+    return 0;  // not reached: fail() exits
   });
   EXPECT_EQ(result.ranks[0].code, exit_code_for(ErrorCode::kLedger)) << result.describe();
   EXPECT_LT(result.ranks[0].ended_after, kHardExit + kSlack);
+}
+
+// Warm recovery: a curable cause runs dump, poison and abort, then ends the
+// generation — fail() returns, a second trigger returns at once, and the
+// process builds the next generation's handler and goes on.
+TEST(FatalPath, ACurableCauseEndsTheGenerationNotTheProcess) {
+  constexpr bool kWarm = true;
+  const auto result = run_ranks(ranks(1), [](int) -> int {
+    {
+      GuardedRank g(0, 1, quick_watchdog(kSteady), kHardExit, kWarm);
+      int aborts = 0;
+      g.fatal.set_abort_action([&aborts] { ++aborts; });
+      if (g.fatal.await_fatal_path()) return 90;  // nothing failed yet
+      g.fatal.fail(Error(ErrorCode::kTimeout, "injected timeout"));
+      if (!g.fatal.tripped()) return 91;
+      g.fatal.fail(Error(ErrorCode::kLedger, "a second trigger while the generation unwinds"));
+      if (!g.fatal.await_fatal_path()) return 92;
+      if (aborts != 1) return 93;
+      if (g.fatal.generation_cause().code != ErrorCode::kTimeout) return 94;
+    }
+    GuardedRank next(0, 1, quick_watchdog(kSteady), kHardExit, kWarm);  // one handler per process at a time
+    return next.fatal.tripped() ? 95 : 0;
+  });
+  ASSERT_FALSE(result.hung) << result.describe();
+  EXPECT_EQ(result.ranks[0].code, 0) << result.describe();
+  EXPECT_EQ(read_dump(result.job_dir, 0)["reason"]["code"], "timeout");
+  EXPECT_TRUE(FileStore(result.job_dir + "/store").check({poison_key(0)}));
+}
+
+TEST(FatalPath, UnderWarmRecoveryADeterministicCauseStillEndsTheProcess) {
+  const auto result = run_ranks(ranks(1), [](int) -> int {
+    GuardedRank g(0, 1, quick_watchdog(kSteady), kHardExit, true);
+    g.fatal.set_abort_action([] {});
+    g.fatal.fail(Error(ErrorCode::kLedger, "ledger diverged"));
+    return 0;  // not reached: a restart cannot cure a ledger divergence
+  });
+  EXPECT_EQ(result.ranks[0].code, exit_code_for(ErrorCode::kLedger)) << result.describe();
 }
 
 TEST(FatalPath, ConcurrentTriggersDumpAndExitForTheFirstCauseOnly) {

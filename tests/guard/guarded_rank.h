@@ -32,10 +32,12 @@ inline WatchdogOptions quick_watchdog(std::chrono::milliseconds steady) {
 
 struct GuardedRank {
   GuardedRank(int rank, int world_size, WatchdogOptions watchdog_options,
-              std::chrono::milliseconds hard_exit_deadline = kHardExitDeadlineDefault)
+              std::chrono::milliseconds hard_exit_deadline = kHardExitDeadlineDefault,
+              bool end_generation_on_curable = false)
       : store(job_dir_from_env() + "/store"),
         recorder(kFlightRecorderEventsMin * 4),
-        fatal(FatalOptions{rank, world_size, "rank", job_dir_from_env(), hard_exit_deadline, true},
+        fatal(FatalOptions{rank, world_size, "rank", job_dir_from_env(), hard_exit_deadline, true,
+                           end_generation_on_curable},
               recorder, &store),
         watchdog(with_peers(watchdog_options, rank, world_size),
                  [this](const WatchdogFiring& firing) { fatal.fail(firing); }) {
