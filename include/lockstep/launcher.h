@@ -34,6 +34,8 @@
 #include <utility>
 #include <vector>
 
+#include "lockstep/recovery.h"
+
 namespace lockstep {
 
 // More ranks than this on one host are refused (each rank holds 3 fds here).
@@ -42,6 +44,9 @@ inline constexpr int kLaunchNprocMax = 256;
 inline constexpr int kLaunchNodesMax = 1024;
 // How long a launcher of node > 0 waits for node 0's MASTER_ADDR/PORT.
 inline constexpr std::int64_t kLaunchRendezvousMsDefault = 60'000;
+// How long a survivor may take to rejoin the next generation before the
+// launcher kills it and starts it again (LaunchOptions::recovery_ms).
+inline constexpr std::int64_t kLaunchRecoveryMsDefault = 10'000;
 // Default SIGTERM → SIGKILL grace.
 inline constexpr std::int64_t kLaunchGraceMsDefault = 5000;
 // A rank's output line longer than this is forwarded in pieces of this size.
@@ -64,6 +69,19 @@ struct LaunchOptions {
   // The job's generation (job_token.h): part of every key, ring and poison
   // mark its ranks use. 0..kJobGenerationMax.
   std::uint32_t generation = 0;
+  // Warm recovery (recovery.h). kRestart: when a rank dies of a curable
+  // cause (restart_can_cure_exit: a deadline, a peer, the backend or store,
+  // a hung abort, a signal such as kill -9) or a rank's poison mark appears
+  // in the current generation, the launcher begins the next generation
+  // (begin_generation) and starts again only the ranks that died; the
+  // survivors join it in place. A rank that has not rejoined within
+  // recovery_ms (stopped, wedged) is killed and started again. At most
+  // restarts_max recoveries per restart_window_ms; past that, or for any
+  // other cause, the job ends as under kExit. One machine (nnodes 1).
+  OnFault on_fault = OnFault::kExit;
+  int restarts_max = kRestartsPerWindowDefault;
+  std::int64_t restart_window_ms = kRestartWindowMsDefault;
+  std::int64_t recovery_ms = kLaunchRecoveryMsDefault;
   // Created (with parents) if absent. Empty: a fresh mkdtemp directory
   // "lockstep-job-XXXXXX" under $TMPDIR (or /tmp).
   std::string job_dir;
@@ -138,6 +156,15 @@ struct LaunchResult {
   // launcher was signalled; exit_code_for(kPeerFailure) when another
   // machine failed.
   int exit_code = 0;
+  // Warm recovery: one entry per generation begun after the first.
+  struct Recovery {
+    std::uint32_t generation = 0;  // the generation it began
+    std::string cause;             // "rank 2 killed by signal 9", "rank 1: timeout: ..."
+    std::int64_t after_ms = 0;     // since the first rank started
+    std::vector<int> restarted_ranks;  // global ranks started again (the rest rejoined in place)
+  };
+  std::vector<Recovery> recoveries;
+  std::uint32_t generation = 0;  // the last generation begun
   std::string summary;                  // one line, no newline
   std::vector<std::string> dump_files;  // <job_dir>/dumps/*, sorted, on failure
   // Rank output lines that the console did not accept within a short bounded

@@ -58,6 +58,10 @@ struct ParityRecord {
   bool operator==(const ParityRecord&) const = default;
 };
 
+// The store key of `rank`'s record: once every rank's is there, the
+// generation has rendezvoused (the launcher's view of a recovery).
+std::string parity_key(int rank);
+
 // Flattens `inputs` (reads getenv for parity_env). Throws Error{kLimit} past
 // kParityFieldsMax fields or a key/value past its byte limit, naming the key.
 ParityRecord make_parity_record(int rank, const ParityInputs& inputs);

@@ -15,8 +15,10 @@
 // job as under kExit. So does a restart beyond the budget below.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
+#include <filesystem>
 #include <optional>
 #include <string_view>
 
@@ -89,7 +91,22 @@ std::uint32_t read_current_generation(Store& job_store);  // 0 before any recove
 void publish_stream_position(Store& job_store, const StreamPosition& position);
 StreamPosition read_stream_position(Store& job_store);  // {0, 0} before the first publish
 // The launcher's step when generation `next` begins: the position's epoch
-// plus one, then the generation.
+// plus one, then the generation, then the key "generation/<next>" that
+// await_generation_after() waits for.
 void begin_generation(Store& job_store, std::uint32_t next);
+// Stage 0's emit fence: true before any recovery (no current generation
+// published) or while the launcher's current generation is `generation`.
+bool generation_is_current(Store& job_store, std::uint32_t generation);
+// A rank whose generation `ended` (a curable fault): blocks until the
+// launcher began a later generation and returns the current one. Throws
+// Error{kTimeout} naming `ended` when none began within `timeout` (the
+// launcher ended the job: its restart budget was spent, or the fault could
+// not be cured), and what the store throws.
+std::uint32_t await_generation_after(Store& job_store, std::uint32_t ended, std::chrono::milliseconds timeout);
+
+// Where a generation's fatal dumps go: the job directory itself for the
+// first generation, <job_dir>/generations/g<G> for a later one, so the
+// doctor can read every generation's dumps and none replaces another's.
+std::filesystem::path generation_dir(const std::filesystem::path& job_dir, std::uint32_t generation);
 
 }  // namespace lockstep

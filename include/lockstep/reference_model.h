@@ -102,8 +102,10 @@ class ReferenceModel {
   // Generator calls completed (denoise + recompute) since construction; the
   // runner reports per-chunk differences as observed_generator_calls.
   std::uint64_t generator_calls() const noexcept { return generator_calls_; }
-  // weight_shard_fingerprint() of the weights this instance holds.
-  std::uint64_t weight_fingerprint() const noexcept { return weight_fingerprint_; }
+  // weight_shard_fingerprint() of the weights this instance holds, computed
+  // from them at each call (a handshake after a warm recovery checks the
+  // weights as they are now, not as they were loaded).
+  std::uint64_t weight_fingerprint() const noexcept;
 
   const ModelConfig& config() const noexcept { return config_; }
   int tp_rank() const noexcept { return tp_rank_; }
@@ -121,7 +123,6 @@ class ReferenceModel {
   int tp_size_;
   TensorParallelOps& ops_;
   std::unique_ptr<const detail::ModelShard> shard_;
-  std::uint64_t weight_fingerprint_;
   KvCache cache_;
   KvFrames pending_;
   bool has_pending_ = false;

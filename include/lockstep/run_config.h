@@ -12,6 +12,7 @@
 #include "lockstep/bounded_queue.h"
 #include "lockstep/fault_injection.h"
 #include "lockstep/group_table.h"
+#include "lockstep/recovery.h"
 
 namespace lockstep {
 
@@ -44,6 +45,9 @@ struct RunConfig {
   int drain_deadline_ms = 2000;       // hard cut / shutdown drain
   std::vector<Injection> injections;
   bool dump_on_exit = false;          // every rank writes its dump at a clean end too
+  // kRestart: warm recovery (recovery.h) — a curable fault ends a generation,
+  // not the job; the launcher restarts only the ranks that died.
+  OnFault on_fault = OnFault::kExit;
   bool json = false;
   std::string job_dir;                // empty: a fresh temporary directory
 

@@ -9,11 +9,12 @@
 
 namespace lockstep {
 
+std::string parity_key(int rank) { return "parity/" + std::to_string(rank); }
+
 namespace {
 
 using Json = nlohmann::json;  // std::map objects: keys come out sorted
 
-std::string parity_key(int rank) { return "parity/" + std::to_string(rank); }
 
 void put_field(ParityRecord& record, std::string key, std::string value) {
   if (key.size() > kParityKeyBytesMax || value.size() > kParityValueBytesMax) {

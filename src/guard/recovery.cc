@@ -84,6 +84,8 @@ void write_text(Store& store, std::string_view key, const std::string& text) {
   store.set(std::string(key), Bytes(text.begin(), text.end()));
 }
 
+std::string generation_started_key(std::uint32_t generation) { return "generation/" + std::to_string(generation); }
+
 }  // namespace
 
 void publish_current_generation(Store& job_store, std::uint32_t generation) {
@@ -120,6 +122,28 @@ void begin_generation(Store& job_store, std::uint32_t next) {
   ++position.epoch;
   publish_stream_position(job_store, position);
   publish_current_generation(job_store, next);
+  write_text(job_store, generation_started_key(next), "begun");
+}
+
+bool generation_is_current(Store& job_store, std::uint32_t generation) {
+  return !job_store.check({std::string(kCurrentGenerationKey)}) || read_current_generation(job_store) == generation;
+}
+
+std::uint32_t await_generation_after(Store& job_store, std::uint32_t ended, std::chrono::milliseconds timeout) {
+  try {
+    job_store.get(generation_started_key(ended + 1), timeout);
+  } catch (const Error& error) {
+    if (error.code() != ErrorCode::kTimeout) throw;
+    throw Error(ErrorCode::kTimeout, "generation " + std::to_string(ended) + " ended and no later one began within " +
+                                         std::to_string(timeout.count()) +
+                                         " ms (the launcher ended the job, or its restart budget is spent)");
+  }
+  return read_current_generation(job_store);
+}
+
+std::filesystem::path generation_dir(const std::filesystem::path& job_dir, std::uint32_t generation) {
+  if (generation == 0) return job_dir;
+  return job_dir / "generations" / ("g" + std::to_string(generation));
 }
 
 }  // namespace lockstep

@@ -71,6 +71,14 @@ void check_options(const LaunchOptions& options) {
     invalid("master_port " + std::to_string(options.master_port) + " outside 0..65535");
   }
   if (options.rendezvous_ms <= 0) invalid("rendezvous_ms " + std::to_string(options.rendezvous_ms) + " <= 0");
+  if (options.on_fault == OnFault::kRestart &&
+      (options.nnodes != 1 || options.restarts_max < 0 || options.restarts_max > kRestartsPerWindowMax ||
+       options.restart_window_ms <= 0 || options.recovery_ms <= 0)) {
+    invalid("on_fault restart needs nnodes 1, restarts_max in 0.." + std::to_string(kRestartsPerWindowMax) +
+            ", restart_window_ms > 0 and recovery_ms > 0 (got nnodes " + std::to_string(options.nnodes) +
+            ", restarts_max " + std::to_string(options.restarts_max) + ", restart_window_ms " +
+            std::to_string(options.restart_window_ms) + ", recovery_ms " + std::to_string(options.recovery_ms) + ")");
+  }
   if (options.generation > kJobGenerationMax) {
     invalid("generation " + std::to_string(options.generation) + " > " + std::to_string(kJobGenerationMax));
   }
@@ -162,7 +170,7 @@ std::vector<std::pair<std::string, std::string>> torch_flight_recorder_env(const
           {"TORCH_NCCL_DEBUG_INFO_PIPE_FILE", dumps + std::string(kTorchFrPipePrefix)}};
 }
 
-RankCommand rank_command(const LaunchOptions& options, const JobSetup& job, int local_rank,
+RankCommand rank_command(const LaunchOptions& options, const JobSetup& job, int local_rank, std::uint32_t generation,
                          pid_t launcher_pid) {
   const std::string rank = std::to_string(options.node_rank * options.nproc + local_rank);
   const std::string world_size = std::to_string(options.nnodes * options.nproc);
@@ -181,7 +189,7 @@ RankCommand rank_command(const LaunchOptions& options, const JobSetup& job, int 
       {"LOCKSTEP_STORE", job.store},
       {"LOCKSTEP_JOB_ID", job.job_id},
       {"LOCKSTEP_JOB_TOKEN", job.job_token},
-      {"LOCKSTEP_GENERATION", std::to_string(options.generation)},
+      {"LOCKSTEP_GENERATION", std::to_string(generation)},
       {"LOCKSTEP_LAUNCHER_PID", std::to_string(launcher_pid)},
   };
   // PyTorch's flight recorder, on for the job unless the user configured it:

@@ -44,14 +44,15 @@ inline constexpr std::string_view kTorchFrPipePrefix = "nccl_trace_pipe_";
 // dumps directory. The launcher sets each unless its environment has it.
 std::vector<std::pair<std::string, std::string>> torch_flight_recorder_env(const std::string& job_dir);
 
-// The command for the rank `local_rank` of this machine: the launcher's
+// The command for the rank `local_rank` of this machine, started into
+// `generation` (options.generation, or a later one after a recovery): the launcher's
 // environment, then torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
 // LOCAL_WORLD_SIZE, GROUP_RANK, ROLE_RANK, ROLE_WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT, TORCHELASTIC_RUN_ID) and lockstep's (LOCKSTEP_JOB_DIR,
 // LOCKSTEP_STORE, LOCKSTEP_JOB_ID, LOCKSTEP_JOB_TOKEN, LOCKSTEP_GENERATION,
 // LOCKSTEP_LAUNCHER_PID), then options.env; a later definition of a name
 // replaces an earlier one.
-RankCommand rank_command(const LaunchOptions& options, const JobSetup& job, int local_rank,
+RankCommand rank_command(const LaunchOptions& options, const JobSetup& job, int local_rank, std::uint32_t generation,
                          pid_t launcher_pid);
 
 }  // namespace lockstep::launch_detail

@@ -130,6 +130,11 @@ std::vector<std::string> list_dump_files(const std::string& job_dir) {
 void write_launch_json(const LaunchResult& result) {
   nlohmann::json ranks = nlohmann::json::array();
   for (const RankStatus& status : result.ranks) ranks.push_back(rank_json(status));
+  nlohmann::json recoveries = nlohmann::json::array();
+  for (const LaunchResult::Recovery& recovery : result.recoveries) {
+    recoveries.push_back({{"generation", recovery.generation}, {"cause", recovery.cause},
+                          {"after_ms", recovery.after_ms}, {"restarted_ranks", recovery.restarted_ranks}});
+  }
   const nlohmann::json document = {
       {"format", "lockstep.launch"}, {"version", kJsonFormatVersion},
       {"job_id", result.job_id}, {"job_dir", result.job_dir}, {"node_rank", result.node_rank},
@@ -139,6 +144,7 @@ void write_launch_json(const LaunchResult& result) {
       {"launcher_signal", result.launcher_signal}, {"stopped_ranks", result.stopped_ranks},
       {"wall_ms", result.wall_ms}, {"started_unix_ms", result.started_unix_ms}, {"summary", result.summary},
       {"dump_files", result.dump_files}, {"ranks", ranks},
+      {"generation", result.generation}, {"recoveries", recoveries},
       {"console_lines_dropped", result.console_lines_dropped},
       {"log_lines_dropped", result.log_lines_dropped}};
   const std::string path = result.job_dir + "/launch.json";

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cerrno>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -22,6 +23,10 @@
 #include "lockstep/clock.h"
 #include "lockstep/error.h"
 #include "lockstep/fatal.h"
+#include "lockstep/job_token.h"
+#include "lockstep/parity.h"
+#include "lockstep/poison.h"
+#include "lockstep/rank_env.h"
 
 namespace lockstep::launch_detail {
 namespace {
@@ -33,6 +38,9 @@ constexpr int kTickMs = 100;
 // a descendant that left the rank's process group may hold them open.
 constexpr std::int64_t kDrainMs = 1000;
 constexpr std::int64_t kNsPerMs = 1'000'000;
+// Under warm recovery the loop looks at the store this often: a poison mark
+// begins the next generation within about this long.
+constexpr std::int64_t kGenerationCheckMs = 20;
 
 // How a rank ends when it only followed another's failure: it saw the peer
 // fail (peer_failure), or the launcher's stop ended it.
@@ -40,6 +48,8 @@ bool ended_as_follower(const RankStatus& status) {
   if (status.end == RankStatus::End::kSignaled) return status.stopped_by_launcher;
   return status.code == exit_code_for(ErrorCode::kPeerFailure) || status.code == kExitTerminated;
 }
+
+void log_launcher_line(const std::string& line) { std::fprintf(stderr, "lockstep launch: %s\n", line.c_str()); }
 
 Fd open_devnull() {
   Fd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
@@ -69,6 +79,12 @@ Supervisor::Supervisor(const LaunchOptions& options, JobSetup job, NodeGroup& no
   result_.job_dir = job_.job_dir;
   result_.job_id = job_.job_id;
   result_.node_rank = options_.node_rank;
+  generation_ = result_.generation = options_.generation;
+  if (warm()) {
+    base_store_ = open_store(job_.store, job_.job_id);
+    job_store_ = job_level_store(base_store_, {job_.job_id, job_.job_token, generation_});
+    restart_budget_.emplace(options_.restarts_max, options_.restart_window_ms * kNsPerMs);
+  }
   slots_.resize(static_cast<std::size_t>(options_.nproc));
   result_.ranks.resize(slots_.size());
   for (std::size_t rank = 0; rank < slots_.size(); ++rank) {
@@ -97,18 +113,25 @@ void Supervisor::start_ranks() {
   for (int rank = 0; rank < options_.nproc; ++rank) {
     RankSlot& slot = slots_[static_cast<std::size_t>(rank)];
     slot.log = open_log(job_.job_dir + "/logs/rank-" + std::to_string(rank) + ".log");
-    SpawnedRank spawned = spawn_rank(rank_command(options_, job_, rank, launcher_pid_), rank,
-                                     launcher_pid_, devnull_.get(), sentinel_);
-    slot.pid = spawned.pid;
-    slot.running = true;
-    result_.ranks[static_cast<std::size_t>(rank)].pid = spawned.pid;
-    slot.streams.reserve(2);
-    const bool forward = options_.forward_output;
-    slot.streams.emplace_back(rank, std::move(spawned.stdout_read),
-                              LineSinks{forward ? STDOUT_FILENO : -1, slot.log.get(), &stats_});
-    slot.streams.emplace_back(rank, std::move(spawned.stderr_read),
-                              LineSinks{forward ? STDERR_FILENO : -1, slot.log.get(), &stats_});
+    spawn(rank, generation_);
   }
+  generation_begun_ns_ = now_ns();
+}
+
+void Supervisor::spawn(int rank, std::uint32_t generation) {
+  RankSlot& slot = slots_[static_cast<std::size_t>(rank)];
+  SpawnedRank spawned = spawn_rank(rank_command(options_, job_, rank, generation, launcher_pid_), rank,
+                                   launcher_pid_, devnull_.get(), sentinel_);
+  slot.pid = spawned.pid;
+  slot.running = true;
+  slot.started_in = generation;
+  RankStatus& status = result_.ranks[static_cast<std::size_t>(rank)];
+  status = RankStatus{status.rank, spawned.pid};
+  const bool forward = options_.forward_output;
+  slot.streams.emplace_back(rank, std::move(spawned.stdout_read),
+                            LineSinks{forward ? STDOUT_FILENO : -1, slot.log.get(), &stats_});
+  slot.streams.emplace_back(rank, std::move(spawned.stderr_read),
+                            LineSinks{forward ? STDERR_FILENO : -1, slot.log.get(), &stats_});
 }
 
 LaunchResult Supervisor::supervise() {
@@ -118,6 +141,7 @@ LaunchResult Supervisor::supervise() {
     reap_exited();
     enforce_deadlines();
     watch_other_nodes();
+    watch_generation();
   }
   for (RankSlot& slot : slots_) {
     for (LinePump& stream : slot.streams) stream.close();
@@ -135,6 +159,7 @@ int Supervisor::poll_timeout_ms() const {
     timeout_ns = std::min(timeout_ns, start_ns_ + options_.timeout_ms * kNsPerMs - now);
   }
   if (drain_until_ns_) timeout_ns = std::min(timeout_ns, *drain_until_ns_ - now);
+  if (warm() && !stopping_) timeout_ns = std::min(timeout_ns, next_generation_check_ns_ - now);
   // Round up: waking a little late is harmless, spinning on a 0 ms poll is not.
   return static_cast<int>(std::max<std::int64_t>(0, (timeout_ns + kNsPerMs - 1) / kNsPerMs));
 }
@@ -220,12 +245,94 @@ void Supervisor::record_exit(int rank, int wait_status) {
   status.ended_after_ms = elapsed_ms();
   const bool failed = status.end == RankStatus::End::kSignaled || status.code != 0;
   if (!failed) return;
+  const bool signaled = status.end == RankStatus::End::kSignaled;
+  if (!stopping_ && warm() && restart_can_cure_exit(signaled ? 0 : status.code, signaled ? status.code : 0)) {
+    const std::string cause = "rank " + std::to_string(status.rank) +
+                              (signaled ? " killed by signal " + std::to_string(status.code)
+                                        : " exited " + std::to_string(status.code) + " (" +
+                                              exit_code_meaning(status.code) + ")");
+    if (restart_rank(rank, cause)) return;
+  }
   if (!stopping_) {
     result_.first_failed_rank = rank;
     begin_stop(LaunchEnd::kRankFailed);
   }
   if (result_.end == LaunchEnd::kRankFailed && result_.cause_rank < 0 && !ended_as_follower(status)) {
     result_.cause_rank = rank;
+  }
+}
+
+std::unique_ptr<Store> Supervisor::current_generation_store() const {
+  return generation_store(base_store_, {job_.job_id, job_.job_token, generation_});
+}
+
+void Supervisor::refresh_established() {
+  if (generation_established_) return;
+  std::vector<std::string> keys;
+  for (const RankStatus& status : result_.ranks) keys.push_back(parity_key(status.rank));
+  generation_established_ = current_generation_store()->check(keys);
+}
+
+bool Supervisor::begin_recovery(const std::string& cause) {
+  if (!restart_budget_->admit(now_ns())) {
+    log_launcher_line("recovery refused after " + cause + ": " + std::to_string(options_.restarts_max) +
+                      " restarts within " + std::to_string(options_.restart_window_ms) + " ms already");
+    return false;
+  }
+  ++generation_;
+  begin_generation(*job_store_, generation_);
+  generation_begun_ns_ = now_ns();
+  generation_established_ = false;
+  result_.generation = generation_;
+  result_.recoveries.push_back({generation_, cause, elapsed_ms(), {}});
+  log_launcher_line("recovery: generation " + std::to_string(generation_) + " after " + cause);
+  return true;
+}
+
+bool Supervisor::restart_rank(int rank, const std::string& cause) {
+  refresh_established();
+  // A survivor that dies while the generation begun for an earlier fault is
+  // still gathering belongs to that recovery; any other death is a new fault.
+  const bool same_recovery = !generation_established_ &&
+                             slots_[static_cast<std::size_t>(rank)].started_in < generation_ &&
+                             !result_.recoveries.empty();
+  if (!same_recovery && !begin_recovery(cause)) return false;
+  spawn(rank, generation_);
+  result_.recoveries.back().restarted_ranks.push_back(result_.ranks[static_cast<std::size_t>(rank)].rank);
+  return true;
+}
+
+void Supervisor::watch_generation() {
+  if (!warm() || stopping_ || now_ns() < next_generation_check_ns_) return;
+  next_generation_check_ns_ = now_ns() + kGenerationCheckMs * kNsPerMs;
+  refresh_established();
+  const std::unique_ptr<Store> store = current_generation_store();
+  const std::optional<PoisonMark> mark = find_poisoned_peer(*store, -1, static_cast<int>(result_.ranks.size()));
+  // A deterministic fault's rank exits with its code, which ends the job
+  // through record_exit; only a curable mark begins a recovery from here.
+  const std::optional<ErrorCode> code = mark ? error_code_from_name(mark->code) : std::nullopt;
+  if (code && restart_can_cure(*code)) {
+    if (!begin_recovery("rank " + std::to_string(mark->rank) + ": " + mark->code + ": " + mark->message)) {
+      result_.first_failed_rank = mark->rank;
+      begin_stop(LaunchEnd::kRankFailed);
+    }
+    return;
+  }
+  // Survivors that have not rejoined in time (stopped, wedged) are killed;
+  // their exit starts them again into the generation.
+  if (generation_established_ || result_.recoveries.empty() ||
+      now_ns() - generation_begun_ns_ < options_.recovery_ms * kNsPerMs) {
+    return;
+  }
+  for (std::size_t rank = 0; rank < slots_.size(); ++rank) {
+    const RankSlot& slot = slots_[rank];
+    if (!slot.running || slot.started_in == generation_ || store->check({parity_key(result_.ranks[rank].rank)})) {
+      continue;
+    }
+    log_launcher_line("rank " + std::to_string(result_.ranks[rank].rank) + " did not rejoin generation " +
+                      std::to_string(generation_) + " within " + std::to_string(options_.recovery_ms) +
+                      " ms: killed, to be started again");
+    ::kill(-slot.pid, SIGKILL);
   }
 }
 

@@ -6,7 +6,9 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "launch/fd.h"
@@ -16,6 +18,8 @@
 #include "launch/signals.h"
 #include "launch/spawn.h"
 #include "lockstep/launcher.h"
+#include "lockstep/recovery.h"
+#include "lockstep/store.h"
 
 namespace lockstep::launch_detail {
 
@@ -47,10 +51,25 @@ class Supervisor {
   struct RankSlot {
     pid_t pid = -1;
     bool running = false;
+    std::uint32_t started_in = 0;  // the generation its process was started into
     Fd log;
-    std::vector<LinePump> streams;  // stdout, stderr
+    std::vector<LinePump> streams;  // stdout, stderr of each process the slot ran
   };
 
+  void spawn(int rank, std::uint32_t generation);
+  // Warm recovery (LaunchOptions::on_fault kRestart).
+  bool warm() const { return options_.on_fault == OnFault::kRestart; }
+  std::unique_ptr<Store> current_generation_store() const;
+  void refresh_established();
+  // Begins the next generation when the budget admits it; false otherwise.
+  bool begin_recovery(const std::string& cause);
+  // A curable death: the rank starts again into the current generation
+  // (beginning the next one first unless the death belongs to the recovery
+  // under way). False when the budget is spent.
+  bool restart_rank(int rank, const std::string& cause);
+  // Poison marks of the current generation, and survivors that did not
+  // rejoin it within recovery_ms.
+  void watch_generation();
   std::int64_t now_ns() const;
   std::int64_t elapsed_ms() const;
   int poll_timeout_ms() const;
@@ -95,6 +114,14 @@ class Supervisor {
   bool kill_sent_ = false;
   std::int64_t kill_at_ns_ = 0;   // SIGKILL the rest at this time once stopping
   std::optional<std::int64_t> drain_until_ns_;  // set once no rank runs
+  // Warm recovery state.
+  std::shared_ptr<Store> base_store_;  // opened only under kRestart
+  std::unique_ptr<Store> job_store_;   // the job-level keys (recovery.h)
+  std::optional<RestartBudget> restart_budget_;
+  std::uint32_t generation_ = 0;
+  std::int64_t generation_begun_ns_ = 0;
+  bool generation_established_ = false;  // every rank published its parity record in generation_
+  std::int64_t next_generation_check_ns_ = 0;
 };
 
 }  // namespace lockstep::launch_detail

@@ -68,6 +68,7 @@ class CudaGenerator final : public MeshGenerator {
         weight_fingerprint_(fingerprint_loaded(model_, std::chrono::milliseconds(context.config.startup_deadline_ms))) {}
 
   std::uint64_t weight_fingerprint() const override { return weight_fingerprint_; }
+  bool rebind(const RankContext&) override { return false; }
   WeightStorage weight_storage() const override { return WeightStorage::kBf16Matrices; }
 
   const KvRing& kv() const override { return ring_; }

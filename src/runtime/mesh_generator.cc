@@ -13,13 +13,14 @@ namespace {
 // The model's all-reduces, through the guarded communicator.
 class GuardedHostSums final : public TensorParallelOps {
  public:
-  explicit GuardedHostSums(const RankContext& context) : context_(context) {}
+  explicit GuardedHostSums(const RankContext& context) : context_(&context) {}
   void all_reduce_sum(float* data, std::size_t count) override {
-    context_.comm.all_reduce(kGroupMesh, data, count, DType::kF32, ReduceOp::kSum, context_.deadline());
+    context_->comm.all_reduce(kGroupMesh, data, count, DType::kF32, ReduceOp::kSum, context_->deadline());
   }
+  void rebind(const RankContext& context) { context_ = &context; }
 
  private:
-  const RankContext& context_;
+  const RankContext* context_;  // the current generation's
 };
 
 class CpuGenerator final : public MeshGenerator {
@@ -30,6 +31,10 @@ class CpuGenerator final : public MeshGenerator {
                context.config.seed, sums_) {}
 
   std::uint64_t weight_fingerprint() const override { return model_.weight_fingerprint(); }
+  bool rebind(const RankContext& context) override {
+    sums_.rebind(context);
+    return true;
+  }
   WeightStorage weight_storage() const override { return WeightStorage::kF32; }
 
   const KvRing& kv() const override { return model_.cache().ring(); }

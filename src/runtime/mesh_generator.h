@@ -25,8 +25,14 @@ class MeshGenerator {
  public:
   virtual ~MeshGenerator() = default;
 
-  // Fingerprint of the weights as loaded, by weight_storage()'s rule.
+  // Fingerprint of the weights, by weight_storage()'s rule.
   virtual std::uint64_t weight_fingerprint() const = 0;
+
+  // Warm recovery: binds the generator to the next generation's context (its
+  // communicator). True when the weights carry over — the caller then runs
+  // the handshake on them again; false when the generator must be made anew
+  // (the CUDA model: its captured graphs hold the old communicators).
+  virtual bool rebind(const RankContext& context) = 0;
   virtual WeightStorage weight_storage() const = 0;
 
   // The KV events of kv_ring.h, applied to the bookkeeping and the tensors.

@@ -5,6 +5,7 @@
 
 #include "lockstep/chunk_protocol.h"
 #include "lockstep/error.h"
+#include "lockstep/recovery.h"
 #include "payload_transport.h"
 #include "tensor_place.h"
 
@@ -59,7 +60,10 @@ MeshLoop::MeshLoop(const RankContext& context, ControlChannels& channels, MeshMe
       channels_(channels),
       member_(member),
       fanout_(context, context.is_leader() ? channels.mesh.get() : nullptr),
-      sequencer_(kFirstCallId, kFirstChunkIndex, kFirstCacheEpoch),
+      sequencer_([&context] {
+        const StreamPosition start = read_stream_position(context.job_store);
+        return EnvelopeSequencer(kFirstCallId, start.next_chunk, start.epoch);
+      }()),
       buffer_(control_frame_bytes_max()) {}
 
 MeshLoop::Inbound MeshLoop::receive(Channel& channel) {

@@ -25,10 +25,10 @@
 
 namespace lockstep {
 
-// First ids of every stream (Stage 0 starts here; the mesh expects it).
+// The first call_id of every generation's stream (Stage 0 starts here; the
+// mesh expects it). The first chunk and epoch are the job's stream position
+// (recovery.h): chunk 0 in epoch 0 for the first generation.
 inline constexpr std::uint64_t kFirstCallId = 1;
-inline constexpr std::uint64_t kFirstChunkIndex = 0;
-inline constexpr std::uint64_t kFirstCacheEpoch = 0;
 
 // Forwards validated frames and payloads from the leader to the workers.
 // Used by the pp leader and by rank 0 in tp (which is the leader there).

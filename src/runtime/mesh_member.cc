@@ -32,19 +32,29 @@ void pad_stage_time(std::chrono::steady_clock::time_point started, double minimu
   std::this_thread::sleep_until(until);
 }
 
+// The rank's generator: the one kept from the last generation when it
+// rebinds, else a freshly loaded one.
+MeshGenerator& kept_or_loaded(const RankContext& context, std::unique_ptr<MeshGenerator>& generator) {
+  if (generator == nullptr || !generator->rebind(context)) {
+    generator.reset();  // the old one's memory goes before the new one's
+    generator = context.gpu != nullptr ? context.gpu->make_generator(context) : make_cpu_generator(context);
+  }
+  return *generator;
+}
+
 }  // namespace
 
-MeshMember::MeshMember(const RankContext& context)
+MeshMember::MeshMember(const RankContext& context, std::unique_ptr<MeshGenerator>& generator)
     : context_(context),
       config_(model_config_from_name(context.config.model)),
-      generator_(context.gpu != nullptr ? context.gpu->make_generator(context) : make_cpu_generator(context)),
+      generator_(kept_or_loaded(context, generator)),
       place_(chunk_tensor_place(context)),
       x_(place_.memory(), static_cast<std::size_t>(config_.tokens_per_chunk()) * config_.dim) {
-  std::uint64_t loaded = generator_->weight_fingerprint();
+  std::uint64_t loaded = generator_.weight_fingerprint();
   if (context.fires(FaultId::kH2, 0, context.config.nproc - 1, 0)) loaded ^= 1;  // a flipped bit
   check_weight_fingerprints(context.comm, kGroupMesh, loaded,
                             expected_fingerprints(config_, context.config.seed, context.config.mesh_size(),
-                                                  generator_->weight_storage()),
+                                                  generator_.weight_storage()),
                             std::chrono::milliseconds(context.config.startup_deadline_ms));
 }
 
@@ -74,13 +84,13 @@ void MeshMember::prepare_cache(const Envelope& envelope) {
   const Plan& plan = *envelope.plan;
   const auto bias = static_cast<float>(plan.attention_bias);
   if (plan.init_cache) {
-    generator_->kv_hard_cut();
-    generator_->kv_init(envelope.ids.cache_epoch,
+    generator_.kv_hard_cut();
+    generator_.kv_init(envelope.ids.cache_epoch,
                         static_cast<std::int64_t>(envelope.ids.chunk_index) * config_.frames_per_chunk, bias);
-  } else if (generator_->kv().attention_bias() != bias) {
-    generator_->kv_set_attention_bias(bias);
+  } else if (generator_.kv().attention_bias() != bias) {
+    generator_.kv_set_attention_bias(bias);
   }
-  generator_->kv().require(plan.do_kv_recompute ? KvEvent::kRecompute : KvEvent::kAppend);
+  generator_.kv().require(plan.do_kv_recompute ? KvEvent::kRecompute : KvEvent::kAppend);
 }
 
 void MeshMember::before_generator_call(const Plan& plan, std::uint32_t observed) const {
@@ -94,13 +104,13 @@ void MeshMember::before_generator_call(const Plan& plan, std::uint32_t observed)
 
 void MeshMember::run_generator(const Envelope& envelope, std::span<const float> context_override) {
   const Plan& plan = *envelope.plan;
-  const std::uint64_t calls_before = generator_->generator_calls();
-  const auto observed = [&] { return static_cast<std::uint32_t>(generator_->generator_calls() - calls_before); };
+  const std::uint64_t calls_before = generator_.generator_calls();
+  const auto observed = [&] { return static_cast<std::uint32_t>(generator_.generator_calls() - calls_before); };
   context_.comm.set_phase(Phase::kGenerator);
   context_.recorder.set_phase("generator");
   if (plan.do_kv_recompute) {
     before_generator_call(plan, observed());
-    generator_->recompute(context_override);
+    generator_.recompute(context_override);
   }
   const bool extra_call = context_.fires(FaultId::kB5, static_cast<std::int64_t>(envelope.ids.chunk_index),
                                          context_.config.nproc - 1, 2);
@@ -108,9 +118,9 @@ void MeshMember::run_generator(const Envelope& envelope, std::span<const float> 
   for (std::size_t step = 0; step < steps; ++step) {
     before_generator_call(plan, observed());
     if (step == 0) context_.recorder.commit("first_generator_collective", kGroupMesh);
-    generator_->denoise(static_cast<float>(plan.timesteps[step % plan.timesteps.size()]));
+    generator_.denoise(static_cast<float>(plan.timesteps[step % plan.timesteps.size()]));
   }
-  generator_->commit_chunk();
+  generator_.commit_chunk();
   context_.comm.set_phase(Phase::kControl);
   context_.recorder.set_phase("control");
 }
@@ -121,12 +131,12 @@ void MeshMember::inject_chunk_faults(const Envelope& envelope, std::span<float> 
   const int last = context_.config.nproc - 1;
   if (context_.fires(FaultId::kH1, chunk, last, 2)) place_.add(x, 0, 1e-3f);
   if (context_.fires(FaultId::kF2, chunk, last, 2)) {  // an out-of-band reset nobody planned
-    const float bias = generator_->kv().attention_bias();
-    generator_->kv_hard_cut();
-    generator_->kv_init(envelope.ids.cache_epoch, 0, bias);
+    const float bias = generator_.kv().attention_bias();
+    generator_.kv_hard_cut();
+    generator_.kv_init(envelope.ids.cache_epoch, 0, bias);
   }
   if (context_.fires(FaultId::kF3, chunk, last, 2)) {
-    generator_->kv_init(envelope.ids.cache_epoch, 0, 0.0f);  // init on a live cache: illegal
+    generator_.kv_init(envelope.ids.cache_epoch, 0, 0.0f);  // init on a live cache: illegal
   }
   if (context_.fires(FaultId::kB2, chunk, last, 2)) {
     context_.comm.set_phase(Phase::kGenerator);
@@ -154,13 +164,13 @@ ChunkOutcome MeshMember::run_chunk(const Envelope& envelope, std::span<const flo
   outcome.output = x;
   outcome.input_digest = digest_combine(place_.digest(x), place_.digest(context_override));
   prepare_cache(envelope);
-  generator_->load(x);
-  const std::uint64_t calls_before = generator_->generator_calls();
+  generator_.load(x);
+  const std::uint64_t calls_before = generator_.generator_calls();
   run_generator(envelope, context_override);
-  generator_->read_output(x);
-  outcome.observed_generator_calls = static_cast<std::uint32_t>(generator_->generator_calls() - calls_before);
-  outcome.kv_state_digest = generator_->kv().state_digest();
-  outcome.kv_frames = static_cast<std::uint32_t>(generator_->kv().frames_held());
+  generator_.read_output(x);
+  outcome.observed_generator_calls = static_cast<std::uint32_t>(generator_.generator_calls() - calls_before);
+  outcome.kv_state_digest = generator_.kv().state_digest();
+  outcome.kv_frames = static_cast<std::uint32_t>(generator_.kv().frames_held());
   pad_stage_time(started, context_.config.generate_ms);
   check_chunk_digests(context_.comm, kGroupMesh, outcome.input_digest, outcome.kv_state_digest, context_.deadline());
   outcome.ledger_digest = context_.comm.ledger_snapshot(kGroupMesh).digest;

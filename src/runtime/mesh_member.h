@@ -33,10 +33,13 @@ struct ChunkOutcome {
 
 class MeshMember {
  public:
-  // Loads this rank's weight shard (on the GPU when context.gpu is set) and
-  // checks every mesh rank's shard fingerprint (H2). Blocking: one small
-  // all_gather over `mesh`.
-  explicit MeshMember(const RankContext& context);
+  // Loads this rank's weight shard (on the GPU when context.gpu is set) into
+  // `generator` — or, after a warm recovery, keeps the one it holds when it
+  // rebinds to this generation (mesh_generator.h) — and checks every mesh
+  // rank's shard fingerprint (H2), computed from the weights now. `generator`
+  // outlives the member (the rank keeps it across generations). Blocking:
+  // one small all_gather over `mesh`.
+  MeshMember(const RankContext& context, std::unique_ptr<MeshGenerator>& generator);
 
   // Runs one INFER envelope. `latents` and `context_override` are the
   // payload as received (the latter empty unless the plan recomputes), in
@@ -60,7 +63,7 @@ class MeshMember {
 
   const RankContext& context_;
   ModelConfig config_;
-  std::unique_ptr<MeshGenerator> generator_;
+  MeshGenerator& generator_;
   TensorPlace& place_;
   PlacedFloats x_;  // the chunk's latents, then its output
 };

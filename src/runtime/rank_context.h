@@ -1,7 +1,8 @@
 // Everything one rank process of `lockstep run` shares across its loops: the
 // configuration, the guarded communicator, the guard objects, the wire
-// context and, with --backend nccl, the rank's GPU. Built once by
-// rank_main.cc; the loops borrow it.
+// context and, with --backend nccl, the rank's GPU. Built by rank_main.cc
+// once per generation (warm recovery builds the next one in the same
+// process); the loops borrow it.
 #pragma once
 
 #include <chrono>
@@ -28,7 +29,8 @@ struct RankContext {
   std::string job_id;
   std::uint32_t generation = 0;  // part of every ring name (job_token.h)
   std::string job_dir;
-  Store& store;  // the job's key space (after join_job)
+  Store& store;      // this generation's key space (after join_job)
+  Store& job_store;  // the job-level keys every generation shares (recovery.h)
   Communicator& comm;
   FlightRecorder& recorder;
   Watchdog& watchdog;

@@ -23,6 +23,7 @@
 #include "lockstep/job_token.h"
 #include "lockstep/model_config.h"
 #include "lockstep/parity.h"
+#include "lockstep/recovery.h"
 #include "lockstep/rank_env.h"
 #include "lockstep/tripwire.h"
 #include "mesh_loop.h"
@@ -130,12 +131,13 @@ std::unique_ptr<GpuRank> open_rank_gpu(const std::map<std::string, std::string>&
   return open_gpu_rank(gpu_index, timeout);
 }
 
-// The role's loop, once everything is connected and checked.
-void run_role(RankContext& context) {
+// The role's loop, once everything is connected and checked. `generator` is
+// the rank's model, kept across generations (mesh_member.h).
+void run_role(RankContext& context, std::unique_ptr<MeshGenerator>& generator) {
   ControlChannels channels = open_control_channels(context);
   context.comm.set_phase(Phase::kStartup);
   std::optional<MeshMember> member;
-  if (context.in_mesh()) member.emplace(context);  // weight fingerprints (H2)
+  if (context.in_mesh()) member.emplace(context, generator);  // weight fingerprints (H2)
   // Steady-state deadlines start once every rank is ready: a mesh still
   // loading a large model must not spend Stage 0's first-result deadline.
   context.comm.barrier(kGroupWorld, milliseconds(context.config.startup_deadline_ms));
@@ -145,6 +147,7 @@ void run_role(RankContext& context) {
   if (context.is_stage0()) {
     Stage0 stage0(context, channels, member ? &*member : nullptr);
     const RunSummary summary = stage0.run();
+    if (context.fatal.tripped()) return;  // another thread ended the generation
     write_json_file(std::filesystem::path(context.job_dir) / "summary.json", run_summary_json(summary, context.config));
     write_rank_counters(context, nullptr);
     return;
@@ -160,20 +163,29 @@ void hang_forever() {
   never.get_future().wait();
 }
 
-}  // namespace
+// What a rank keeps from one generation to the next under warm recovery:
+// its GPU (device context, streams) and its model with the weights loaded.
+struct KeptAcrossGenerations {
+  std::unique_ptr<GpuRank> gpu;
+  std::unique_ptr<MeshGenerator> generator;
+};
 
-int run_rank(const RunConfig& config) {
-  config.validate();
-  const RankEnv env = read_rank_env();
-  if (env.world_size != config.nproc) {
-    throw Error(ErrorCode::kInvalidArgument, "WORLD_SIZE=" + std::to_string(env.world_size) +
-                                                 " but --nproc " + std::to_string(config.nproc));
-  }
+enum class GenerationEnd : std::uint8_t { kStreamDone, kFaultCured };
+
+// One generation of this rank: rendezvous under `generation`, connect, check,
+// stream. Returns kStreamDone at a clean end; kFaultCured when a curable
+// fault ended the generation under --on-fault restart (everything of it torn
+// down, the fatal path's dump, poison mark and abort done). Any other fault
+// ends the process through the fatal path.
+GenerationEnd run_generation(const RunConfig& config, const RankEnv& env, const std::shared_ptr<Store>& base,
+                             Store& job_store, std::uint32_t generation, KeptAcrossGenerations& kept) {
   const milliseconds startup(config.startup_deadline_ms);
-  std::unique_ptr<Store> store = join_job(open_store(env), {env.job_id, env.job_token, env.generation}, env.rank, startup);
+  std::unique_ptr<Store> store = join_job(base, {env.job_id, env.job_token, generation}, env.rank, startup);
   FlightRecorder recorder;
   recorder.set_phase("startup");
-  FatalHandler fatal({env.rank, env.world_size, role_of(config, env.rank), env.job_dir}, recorder, store.get());
+  FatalOptions fatal_options{env.rank, env.world_size, role_of(config, env.rank), generation_dir(env.job_dir, generation)};
+  fatal_options.end_generation_on_curable = config.on_fault == OnFault::kRestart;
+  FatalHandler fatal(fatal_options, recorder, store.get());
   WatchdogOptions watchdog_options;
   watchdog_options.startup_deadline = startup;
   watchdog_options.steady_deadline = milliseconds(config.deadline_ms);
@@ -187,9 +199,14 @@ int run_rank(const RunConfig& config) {
   fatal.set_sources(sources);
   watchdog.start();
   // Every catch runs the fatal path inside the scope of what its abort
-  // action and dump sources use (the communicator), never after unwinding it.
+  // action and dump sources use (the communicator), never after unwinding
+  // it; a generation that ends waits there for the path to finish.
   try {
-    const FaultPlan faults(config.injections);
+    // An injected fault strikes once, before the job's first recovery (no
+    // current generation published yet): what a recovery must cure, not a
+    // fault that recurs in every generation or in a restarted rank.
+    const bool first_generation = !job_store.check({std::string(kCurrentGenerationKey)});
+    const FaultPlan faults(first_generation ? config.injections : std::vector<Injection>{});
     const GroupTable table = group_table_for(config, env.rank, faults);
     const GroupBackendPlan backends = plan_group_backends_here(config);
     const ParityOutcome parity = exchange_parity(
@@ -197,7 +214,8 @@ int run_rank(const RunConfig& config) {
         env.world_size, startup);
     // Outlives the communicator: its NCCL backends order against the GPU's stream.
     const std::map<std::string, std::string> my_backends = member_backends(backends, table, env.rank);
-    const std::unique_ptr<GpuRank> gpu = open_rank_gpu(my_backends, backends, env.rank, milliseconds(config.deadline_ms));
+    if (kept.gpu == nullptr) kept.gpu = open_rank_gpu(my_backends, backends, env.rank, milliseconds(config.deadline_ms));
+    GpuRank* const gpu = kept.gpu.get();
     GlooBackendFactory gloo(gloo_options_from_environment());
     GroupBackendRouter router({{"gloo", &gloo}, {"nccl", gpu != nullptr ? &gpu->nccl_factory() : nullptr}},
                               my_backends);
@@ -217,26 +235,52 @@ int run_rank(const RunConfig& config) {
                                  : std::function<void()>([&comm] { comm.abort(); }));
       sources.ledgers = [&comm] { return ledger_summaries(comm.gate()); };
       fatal.set_sources(sources);
-      RankContext context{config, env.rank, env.world_size, env.job_id, env.generation, env.job_dir, *store, comm, recorder,
-                          watchdog, fatal, faults,
-                          FrameContext{parity.protocol_version, env.rank, job_token_digest(env.job_token, env.generation)},
-                          FrameExpectations{job_token_digest(env.job_token, env.generation), parity.protocol_version},
-                          gpu.get(), backends.stage0_on_gpu};
-      run_role(context);
-      // Destroying the backends aborts their communicators: let the
-      // stream-ordered calls still on the GPU finish first (bounded).
-      if (tracker) {
-        for (std::size_t lane = 0; lane < table.groups().size(); ++lane) {
-          tracker->wait_lane(lane, milliseconds(config.deadline_ms));
+      const std::uint64_t frame_token = job_token_digest(env.job_token, generation);
+      RankContext context{config, env.rank, env.world_size, env.job_id, generation, env.job_dir, *store, job_store,
+                          comm, recorder, watchdog, fatal, faults,
+                          FrameContext{parity.protocol_version, env.rank, frame_token},
+                          FrameExpectations{frame_token, parity.protocol_version},
+                          gpu, backends.stage0_on_gpu};
+      run_role(context, kept.generator);
+      if (!fatal.tripped()) {
+        // Destroying the backends aborts their communicators: let the
+        // stream-ordered calls still on the GPU finish first (bounded).
+        if (tracker) {
+          for (std::size_t lane = 0; lane < table.groups().size(); ++lane) {
+            tracker->wait_lane(lane, milliseconds(config.deadline_ms));
+          }
         }
+        watchdog.stop();
+        if (config.dump_on_exit) fatal.dump_now({DumpReasonKind::kExit, "exit", "clean end of the stream", 0});
       }
-      watchdog.stop();
-      if (config.dump_on_exit) fatal.dump_now({DumpReasonKind::kExit, "exit", "clean end of the stream", 0});
     } catch (...) {
       fatal.fail_current_exception();
     }
+    fatal.await_fatal_path();
   } catch (...) {
     fatal.fail_current_exception();
+    fatal.await_fatal_path();
+  }
+  return fatal.tripped() ? GenerationEnd::kFaultCured : GenerationEnd::kStreamDone;
+}
+
+}  // namespace
+
+int run_rank(const RunConfig& config) {
+  config.validate();
+  const RankEnv env = read_rank_env();
+  if (env.world_size != config.nproc) {
+    throw Error(ErrorCode::kInvalidArgument, "WORLD_SIZE=" + std::to_string(env.world_size) +
+                                                 " but --nproc " + std::to_string(config.nproc));
+  }
+  const std::shared_ptr<Store> base = open_store(env);
+  const std::unique_ptr<Store> job_store = job_level_store(base, {env.job_id, env.job_token, env.generation});
+  KeptAcrossGenerations kept;
+  std::uint32_t generation = env.generation;
+  while (run_generation(config, env, base, *job_store, generation, kept) == GenerationEnd::kFaultCured) {
+    // The launcher restarts the ranks that died and begins the next
+    // generation; this process joins it with its weights.
+    generation = await_generation_after(*job_store, generation, milliseconds(config.startup_deadline_ms));
   }
   return 0;
 }

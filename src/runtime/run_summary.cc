@@ -47,6 +47,8 @@ std::string run_summary_json(const RunSummary& summary, const RunConfig& config)
                   {"recompute_every", config.recompute_every}, {"steps", config.num_denoise_steps}}},
       {"stage0_device", summary.stage0_device},
       {"chunks_requested", summary.chunks_requested},
+      {"generation", summary.generation},
+      {"first_chunk", summary.first_chunk},
       {"chunks_emitted", summary.emitted.size()},
       {"wall_s", summary.wall_s},
       {"fps", fps},

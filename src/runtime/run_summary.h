@@ -20,6 +20,10 @@ struct EmittedChunk {
 struct RunSummary {
   std::string stage0_device = "cpu";  // "cuda:<index>" when Stage 0 has its own GPU
   std::int64_t chunks_requested = 0;
+  // Warm recovery: the generation that completed the stream and the chunk it
+  // resumed at (earlier chunks were emitted by earlier generations).
+  std::uint32_t generation = 0;
+  std::uint64_t first_chunk = 0;
   std::vector<EmittedChunk> emitted;
   double wall_s = 0;
   std::uint64_t hard_cuts = 0;

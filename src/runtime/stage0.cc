@@ -45,15 +45,20 @@ milliseconds queue_timeout(const RunConfig& config) {
 
 Stage0::Stage0(const RankContext& context, ControlChannels& channels, MeshMember* local_mesh)
     : context_(context),
+      start_(read_stream_position(context.job_store)),
       channels_(channels),
       local_mesh_(local_mesh),
       place_(chunk_tensor_place(context)),
       d_in_("d_in", static_cast<std::size_t>(context.config.depth_in)),
       d_out_("d_out", static_cast<std::size_t>(context.config.depth_out)),
-      acceptance_(kFirstCacheEpoch, kReorderWindowDefault),
-      receive_buffer_(control_frame_bytes_max()) {
+      acceptance_(start_.epoch, kReorderWindowDefault),
+      receive_buffer_(control_frame_bytes_max()),
+      current_epoch_(start_.epoch),
+      last_emitted_chunk_(static_cast<std::int64_t>(start_.next_chunk) - 1) {
   if (local_mesh_ != nullptr) fanout_.emplace(context, channels.mesh.get());
   summary_.chunks_requested = context.config.chunks;
+  summary_.generation = context.generation;
+  summary_.first_chunk = start_.next_chunk;
   if (context.payloads_on_device) summary_.stage0_device = "cuda:" + std::to_string(context.gpu->device_index());
 }
 
@@ -64,6 +69,10 @@ void Stage0::guarded_thread(const char* name, Body body) noexcept {
     body();
   } catch (...) {
     context_.fatal.fail_current_exception();
+    // Returned: the fault ends the generation. Wake the other threads
+    // waiting on the queues so they unwind too.
+    d_in_.cancel();
+    d_out_.cancel();
   }
 }
 
@@ -92,10 +101,11 @@ RunSummary Stage0::run() {
 
 void Stage0::producer_main() {
   const RunConfig& config = context_.config;
-  std::uint64_t epoch = kFirstCacheEpoch;
+  std::uint64_t epoch = start_.epoch;
   std::int64_t chunk_in_epoch = 0;
-  for (std::int64_t chunk = 0; chunk < config.chunks; ++chunk) {
-    if (config.hard_cut_every > 0 && chunk > 0 && chunk % config.hard_cut_every == 0) {
+  const auto first = static_cast<std::int64_t>(start_.next_chunk);
+  for (std::int64_t chunk = first; chunk < config.chunks; ++chunk) {
+    if (config.hard_cut_every > 0 && chunk > first && chunk % config.hard_cut_every == 0) {
       ++epoch;
       chunk_in_epoch = 0;
     }
@@ -451,6 +461,7 @@ void Stage0::decode_main() {
     if (item.kind == DecodeItem::Kind::kEnd) return;
     if (item.kind == DecodeItem::Kind::kHardCut) {
       meter_.break_segment();
+      publish_position(static_cast<std::uint64_t>(last_emitted_chunk_ + 1), current_epoch_.load());
       continue;
     }
     if (item.result.ids.cache_epoch != current_epoch_.load()) {
@@ -479,6 +490,7 @@ void Stage0::emit(DecodeItem& item) {
   place_.decode(item.output, static_cast<std::int64_t>(geometry.frames) * geometry.tokens_per_frame,
                 static_cast<int>(geometry.dim), decode_ms);
   LOCKSTEP_ASSERT(chunk > last_emitted_chunk_);  // exactly once, in order
+  publish_position(static_cast<std::uint64_t>(chunk) + 1, item.result.ids.cache_epoch);
   last_emitted_chunk_ = chunk;
   summary_.emitted.push_back({item.result.ids.chunk_index, item.result.ids.call_id, item.result.ids.cache_epoch,
                               item.result.digests.output});
@@ -486,6 +498,20 @@ void Stage0::emit(DecodeItem& item) {
   write_progress();
   meter_.record({item.result.ids.chunk_index, stage0_ms, static_cast<double>(item.result.durations.stage1_us) / 1000.0,
                  steady_clock().now_ns(), item.boundary_ms});
+}
+
+// Warm recovery: a Stage 0 whose generation ended while it was stopped (a
+// straggler woken up after the recovery) emits nothing; otherwise the
+// position a replacement resumes from moves with every emit and cut.
+void Stage0::publish_position(std::uint64_t next_chunk, std::uint64_t epoch) {
+  if (context_.config.on_fault != OnFault::kRestart) return;  // nothing will resume
+  if (!generation_is_current(context_.job_store, context_.generation)) {
+    throw Error(ErrorCode::kStaleWork, "Stage 0 of generation " + std::to_string(context_.generation) +
+                                           " is not the job's current generation (" +
+                                           std::to_string(read_current_generation(context_.job_store)) +
+                                           "): nothing of it may be emitted");
+  }
+  publish_stream_position(context_.job_store, {next_chunk, epoch});
 }
 
 }  // namespace lockstep

@@ -23,6 +23,7 @@
 #include "lockstep/acceptance.h"
 #include "lockstep/bounded_queue.h"
 #include "lockstep/overlap_meter.h"
+#include "lockstep/recovery.h"
 #include "lockstep/result.h"
 #include "mesh_loop.h"
 #include "mesh_member.h"
@@ -54,10 +55,14 @@ struct DecodeItem {
 
 class Stage0 {
  public:
-  // `local_mesh` is rank 0's own MeshMember in tp, null in pp.
+  // `local_mesh` is rank 0's own MeshMember in tp, null in pp. Streams from
+  // the job's stream position (recovery.h): after a warm recovery, the chunk
+  // after the last one emitted, under the fresh epoch the launcher chose.
   Stage0(const RankContext& context, ControlChannels& channels, MeshMember* local_mesh);
   // Runs the stream to its end and returns the summary. Any failure on any
-  // of the three threads goes through the fatal path (never returns).
+  // of the three threads goes through the fatal path: it never returns, or,
+  // when the fault ends the generation, the threads unwind and run()
+  // returns with context.fatal.tripped() set.
   RunSummary run();
 
  private:
@@ -93,9 +98,12 @@ class Stage0 {
   void flush_pending_out();
   void inject_before_send(EnvelopeDraft& draft);
   void emit(DecodeItem& item);
+  // The generation fence and the stream position a replacement resumes from.
+  void publish_position(std::uint64_t next_chunk, std::uint64_t epoch);
   void write_progress() const;
 
   const RankContext& context_;
+  const StreamPosition start_;  // where this generation's stream begins
   ControlChannels& channels_;
   MeshMember* local_mesh_;
   TensorPlace& place_;
@@ -113,7 +121,7 @@ class Stage0 {
   bool producer_done_ = false;
   std::vector<std::uint8_t> receive_buffer_;
   // Shared between threads.
-  std::atomic<std::uint64_t> current_epoch_{kFirstCacheEpoch};
+  std::atomic<std::uint64_t> current_epoch_;
   std::atomic<std::int64_t> flushed_at_cuts_{0};
   // Chunks sent and not yet emitted or discarded: D bounds the whole pipeline
   // (send → emit), so D = 1 runs the stages back to back and D >= 2 overlaps
@@ -123,7 +131,7 @@ class Stage0 {
   // Decode thread only.
   OverlapMeter meter_;
   RunSummary summary_;
-  std::int64_t last_emitted_chunk_ = -1;
+  std::int64_t last_emitted_chunk_;
 };
 
 }  // namespace lockstep

@@ -22,7 +22,7 @@ FrameExpectations sim_frame_expectations(const Scenario& scenario, std::uint32_t
 }
 
 bool generation_is_current(const Scenario& scenario, Store& job_store, std::uint32_t generation) {
-  return scenario.bug == PlantedBug::kNoGenerationFence || read_current_generation(job_store) == generation;
+  return scenario.bug == PlantedBug::kNoGenerationFence || lockstep::generation_is_current(job_store, generation);
 }
 
 Geometry sim_geometry(const Scenario& scenario) {

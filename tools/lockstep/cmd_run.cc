@@ -36,6 +36,7 @@ constexpr std::int64_t kRunGraceMs = 3000;
 struct RunOptions {
   RunConfig config;
   std::string topology = "pp1";
+  std::string on_fault = "exit";
   std::vector<std::string> injections;
   bool json = false;
   bool verbose = false;
@@ -67,11 +68,16 @@ void add_config_options(CLI::App* cmd, RunOptions& o) {
   cmd->add_option("--drain-deadline-ms", c.drain_deadline_ms, "hard-cut drain deadline")->capture_default_str();
   cmd->add_option("--inject", o.injections, "fault ID[@rank][:chunk] (SPEC §7), repeatable");
   cmd->add_flag("--dump-on-exit", c.dump_on_exit, "every rank writes its flight-recorder dump at a clean end");
+  cmd->add_option("--on-fault", o.on_fault,
+                  "exit: a fault ends the job; restart: warm recovery — survivors keep their process and weights, "
+                  "dead ranks are restarted, the stream resumes under a new generation")
+      ->capture_default_str();
 }
 
 RunConfig finish_config(RunOptions& o) {
   RunConfig config = o.config;
   config.topology = parse_topology(o.topology);
+  config.on_fault = on_fault_from_name(o.on_fault);
   for (const std::string& text : o.injections) config.injections.push_back(parse_injection(text));
   // Validates, and refuses a mesh this machine's GPUs cannot hold before any
   // rank starts.
@@ -92,6 +98,7 @@ std::vector<std::string> rank_arguments(const RunOptions& o) {
       "--heartbeat-ms", std::to_string(c.heartbeat_ms), "--drain-deadline-ms", std::to_string(c.drain_deadline_ms)};
   if (c.graph_capture) args.push_back("--graph-capture");
   if (c.dump_on_exit) args.push_back("--dump-on-exit");
+  args.insert(args.end(), {"--on-fault", o.on_fault});
   for (const std::string& injection : o.injections) {
     args.push_back("--inject");
     args.push_back(injection);
@@ -228,6 +235,7 @@ int supervise(RunOptions& o) {
   launch_options.grace_ms = kRunGraceMs;
   launch_options.timeout_ms = static_cast<std::int64_t>(o.timeout_s) * 1000;
   launch_options.forward_output = o.verbose;
+  launch_options.on_fault = config.on_fault;
   LaunchResult result;
   {
     const ProgressBar progress(launch_options.job_dir);

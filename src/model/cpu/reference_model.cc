@@ -92,11 +92,14 @@ ReferenceModel::ReferenceModel(const ModelConfig& config, int tp_rank, int tp_si
       tp_size_(tp_size),
       ops_(ops),
       shard_(std::make_unique<const detail::ModelShard>(detail::generate_shard(config, seed, tp_rank, tp_size))),
-      weight_fingerprint_(detail::fingerprint_shard(*shard_, WeightStorage::kF32)),
       cache_(cache_geometry(config, tp_rank, tp_size)),
       pending_(make_frames(config, config.frames_per_chunk, config.dim / tp_size)) {}
 
 ReferenceModel::~ReferenceModel() = default;
+
+std::uint64_t ReferenceModel::weight_fingerprint() const noexcept {
+  return detail::fingerprint_shard(*shard_, WeightStorage::kF32);
+}
 
 void ReferenceModel::check_tokens(std::size_t floats, int tokens_per_unit, int units_max, const char* what) const {
   const auto unit_floats = static_cast<std::size_t>(tokens_per_unit) * static_cast<std::size_t>(config_.dim);
