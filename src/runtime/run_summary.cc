@@ -49,6 +49,7 @@ std::string run_summary_json(const RunSummary& summary, const RunConfig& config)
       {"chunks_requested", summary.chunks_requested},
       {"generation", summary.generation},
       {"first_chunk", summary.first_chunk},
+      {"first_emit_unix_ms", summary.first_emit_unix_ms},
       {"chunks_emitted", summary.emitted.size()},
       {"wall_s", summary.wall_s},
       {"fps", fps},

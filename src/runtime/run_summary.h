@@ -24,6 +24,7 @@ struct RunSummary {
   // resumed at (earlier chunks were emitted by earlier generations).
   std::uint32_t generation = 0;
   std::uint64_t first_chunk = 0;
+  std::int64_t first_emit_unix_ms = 0;  // wall clock of this generation's first emit (0: none)
   std::vector<EmittedChunk> emitted;
   double wall_s = 0;
   std::uint64_t hard_cuts = 0;

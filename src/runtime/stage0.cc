@@ -492,6 +492,11 @@ void Stage0::emit(DecodeItem& item) {
   LOCKSTEP_ASSERT(chunk > last_emitted_chunk_);  // exactly once, in order
   publish_position(static_cast<std::uint64_t>(chunk) + 1, item.result.ids.cache_epoch);
   last_emitted_chunk_ = chunk;
+  if (summary_.emitted.empty()) {
+    summary_.first_emit_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count();
+  }
   summary_.emitted.push_back({item.result.ids.chunk_index, item.result.ids.call_id, item.result.ids.cache_epoch,
                               item.result.digests.output});
   const double stage0_ms = item.produce_ms + elapsed_ms(started);

@@ -10,8 +10,11 @@
 #include <array>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
+#include <thread>
 
 namespace lockstep::testing {
 namespace {
@@ -117,23 +120,58 @@ JobRun run_lockstep(const std::vector<std::string>& args, std::chrono::milliseco
   return wait_lockstep(handle, bound);
 }
 
-std::vector<pid_t> job_rank_pids(const std::filesystem::path& job_dir) {
+namespace {
+
+// Every process of the job with its RANK (-1 when it has none).
+std::vector<std::pair<pid_t, int>> job_processes(const std::filesystem::path& job_dir) {
   const std::string needle = "LOCKSTEP_JOB_DIR=" + job_dir.string();
-  std::vector<pid_t> pids;
+  std::vector<std::pair<pid_t, int>> found;
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::ifstream in(entry.path() / "environ", std::ios::binary);
     std::string environ((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    bool ours = false;
+    int rank = -1;
     std::size_t at = 0;
     for (std::size_t end; (end = environ.find('\0', at)) != std::string::npos; at = end + 1) {
-      if (environ.compare(at, end - at, needle) == 0) {
-        pids.push_back(static_cast<pid_t>(std::stol(name)));
-        break;
-      }
+      const std::string_view variable(environ.data() + at, end - at);
+      ours = ours || variable == needle;
+      if (variable.starts_with("RANK=")) rank = std::stoi(std::string(variable.substr(5)));
     }
+    if (ours) found.emplace_back(static_cast<pid_t>(std::stol(name)), rank);
   }
+  return found;
+}
+
+}  // namespace
+
+std::vector<pid_t> job_rank_pids(const std::filesystem::path& job_dir) {
+  std::vector<pid_t> pids;
+  for (const auto& [pid, rank] : job_processes(job_dir)) pids.push_back(pid);
   return pids;
+}
+
+pid_t job_rank_pid(const std::filesystem::path& job_dir, int rank) {
+  for (const auto& [pid, its_rank] : job_processes(job_dir)) {
+    if (its_rank == rank) return pid;
+  }
+  return -1;
+}
+
+bool wait_until(const std::function<bool()>& ready, std::chrono::milliseconds bound) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  for (;;) {
+    if (ready()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+std::size_t chunks_emitted_so_far(const std::filesystem::path& job_dir) {
+  std::ifstream in(job_dir / "progress");
+  std::size_t emitted = 0;
+  return in >> emitted ? emitted : 0;
 }
 
 std::string describe_job(const JobRun& run) {

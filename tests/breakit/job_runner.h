@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,6 +45,12 @@ JobRun wait_lockstep(JobHandle& handle, std::chrono::milliseconds bound);
 
 // Every pid whose environment says LOCKSTEP_JOB_DIR=<job_dir> (the job's ranks).
 std::vector<pid_t> job_rank_pids(const std::filesystem::path& job_dir);
+// The pid of the job's process with RANK=<rank>; -1 when there is none.
+pid_t job_rank_pid(const std::filesystem::path& job_dir, int rank);
+// Polls `ready` every 10 ms for at most `bound`; whether it became true.
+bool wait_until(const std::function<bool()>& ready, std::chrono::milliseconds bound);
+// The chunks the current Stage 0 has emitted (its progress file); 0 before any.
+std::size_t chunks_emitted_so_far(const std::filesystem::path& job_dir);
 
 // Human-readable dump of the job directory's dumps and logs, for failure messages.
 std::string describe_job(const JobRun& run);

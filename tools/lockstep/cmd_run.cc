@@ -143,7 +143,28 @@ void print_table(const nlohmann::json& s, const std::filesystem::path& job_dir) 
   std::printf("  queues (high/bound) D_in %zu/%zu   D_out %zu/%zu\n", q["d_in"]["high_water"].get<std::size_t>(),
               q["d_in"]["capacity"].get<std::size_t>(), q["d_out"]["high_water"].get<std::size_t>(),
               q["d_out"]["capacity"].get<std::size_t>());
+  if (!s["recoveries"].empty()) {
+    const auto& last = s["recoveries"].back();
+    std::printf("  recoveries          %zu; generation %u resumed at chunk %llu, first chunk %lld ms after the "
+                "recovery began (%s)\n",
+                s["recoveries"].size(), s["generation"].get<unsigned>(), s["first_chunk"].get<unsigned long long>(),
+                s["resume_ms"].get<long long>(), last["cause"].get<std::string>().c_str());
+  }
   std::printf("  job dir             %s\n", job_dir.c_str());
+}
+
+// Warm recovery, for the summary: every recovery the launcher made, and the
+// time from the last one's start to the first chunk emitted after it.
+void add_recoveries(nlohmann::json& summary, const LaunchResult& result) {
+  nlohmann::json recoveries = nlohmann::json::array();
+  for (const LaunchResult::Recovery& recovery : result.recoveries) {
+    recoveries.push_back({{"generation", recovery.generation}, {"cause", recovery.cause},
+                          {"after_ms", recovery.after_ms}, {"restarted_ranks", recovery.restarted_ranks}});
+  }
+  summary["recoveries"] = recoveries;
+  if (result.recoveries.empty()) return;
+  const std::int64_t began_unix_ms = result.started_unix_ms + result.recoveries.back().after_ms;
+  summary["resume_ms"] = summary["first_emit_unix_ms"].get<std::int64_t>() - began_unix_ms;
 }
 
 int report_failure(const LaunchResult& result, bool json) {
@@ -236,6 +257,9 @@ int supervise(RunOptions& o) {
   launch_options.timeout_ms = static_cast<std::int64_t>(o.timeout_s) * 1000;
   launch_options.forward_output = o.verbose;
   launch_options.on_fault = config.on_fault;
+  // A survivor rejoins within a fraction of a deadline; one still absent
+  // after two is stopped or wedged, and is killed and started again.
+  launch_options.recovery_ms = 2 * static_cast<std::int64_t>(config.deadline_ms);
   LaunchResult result;
   {
     const ProgressBar progress(launch_options.job_dir);
@@ -245,6 +269,7 @@ int supervise(RunOptions& o) {
   const std::filesystem::path job_dir = result.job_dir;
   nlohmann::json summary = read_json(job_dir / "summary.json");
   summary["mesh_duplicate_envelope_drops"] = mesh_duplicate_drops(job_dir);
+  add_recoveries(summary, result);
   summary["job_dir"] = result.job_dir;
   summary["ok"] = true;
   if (o.json) {
