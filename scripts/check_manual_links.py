@@ -21,7 +21,8 @@ enforces it, enforced by, proven by.
   with spaces or inside a string literal there is message text, found as written.
 - the runbook's verdict table lists exactly the verdicts of
   include/lockstep/doctor.h with their exit statuses, each with a section.
-- case ids are A1..H9 and PT-<id> (the case in a PyTorch program); CASES.md
+- case ids are A1..H9, PT-<id> (the case in a PyTorch program) and R-<id> (a
+  recovery case under --on-fault restart); CASES.md
   names a ctest entry, a gtest or a tests/python module.Class.test_method.
 --self-test mutates copies of the manual (a missing test, a missing path, a
 malformed row, an unknown option, an identifier only used or a substring, a
@@ -43,7 +44,7 @@ CASES = ROOT / "tests" / "breakit" / "CASES.md"
 RULE_COLUMNS = 5  # rule, in your PyTorch job, in lockstep, enforced by, proven by
 # SPEC §7's break-it cases are A1..H9; PT-<id> is the same case in a PyTorch
 # program (tests/python/test_torch_breakit.py), proven through the Python package.
-CASE_ID = re.compile(r"^(?:PT-)?[A-H][0-9]$")
+CASE_ID = re.compile(r"^(?:(?:PT-|R-)?[A-H][0-9]|R-[a-z][a-z-]*[a-z])$")
 PYTHON_TEST = re.compile(r"^(test_\w+)\.(\w+)\.(test_\w+)$")
 TEST_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_/]*$")
 
@@ -79,6 +80,9 @@ def ctest_names():
             names.update(f"breakit_{i}" for i in ids.split())
         for ids in re.findall(r"set\(_success_cases([^)]*)\)", text):
             names.update(f"breakit_{i}" for i in ids.split() if CASE_ID.match(i))
+        for pairs in re.findall(r"set\(_recovery_cases([^)]*)\)", text):
+            words = pairs.split()
+            names.update(f"recovery_R-{i}" for i in words[0::2])
     return names
 
 
@@ -205,7 +209,7 @@ def check_enforced(page, rule, cell, problems):
 
 
 def check_proven(page, rule, cell, cases, tests, problems):
-    words = re.findall(r"`([^`]+)`|(?<![\w-])((?:PT-)?[A-H][0-9])\b", cell)
+    words = re.findall(r"`([^`]+)`|(?<![\w-])((?:PT-|R-)?[A-H][0-9]|R-[a-z][a-z-]*[a-z])\b", cell)
     if not words:
         problems.append(f"{page}: rule {rule} names no test")
     for test, case in words:

@@ -41,8 +41,10 @@ class Backend {
   //  - throws Error{kTimeout} on expiry, Error{kPeerFailure} when a peer is
   //    gone, Error{kBackend} otherwise, Error{kAborted} after abort();
   //  - after any throw the backend is broken for good: every later call throws
-  //    Error{kAborted}. A broken group is never rebuilt in place; the process
-  //    goes down through guard's fatal path (crash-only).
+  //    Error{kAborted}. A broken group is never rebuilt in place: the process
+  //    goes down through guard's fatal path (crash-only), or, under warm
+  //    recovery (recovery.h), the rank discards the group with its
+  //    generation and connects new ones under the next generation.
   //  - REQUIRES: one calling thread at a time (the comm thread).
   virtual void broadcast(void* data, std::size_t count, DType dtype, int root,
                          std::chrono::milliseconds timeout) = 0;

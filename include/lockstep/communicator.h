@@ -12,7 +12,8 @@
 //
 // Crash-only: after any backend failure, or after abort(), every later call
 // throws Error{kAborted} before touching a backend ("a rank that timed out
-// never calls into the backend again").
+// never calls into the backend again"). A communicator lives for one
+// generation: warm recovery (recovery.h) builds a new one, never revives it.
 //
 // Threads: one owner thread (the comm thread; bound on first use or by
 // bind_owner_thread()) may call everything except abort(), aborted(),

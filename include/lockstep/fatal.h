@@ -147,6 +147,8 @@ class FatalHandler {
   // Runs the abort action on a sacrificial thread; never returns if it
   // outlives the hard deadline.
   void run_abort();
+  // fail() ran and its cause ends the generation, not the process.
+  bool ending_generation();
   void hard_exit_thread();
   void signal_thread();
   void install_signals();

@@ -129,7 +129,7 @@ void FatalHandler::signal_thread() {
       } catch (const std::exception& e) {
         log_line(std::string("lockstep: SIGUSR1 dump failed: ") + e.what());
       }
-    } else if (byte == SIGTERM && tripped()) {
+    } else if (byte == SIGTERM && ending_generation()) {
       ::_exit(kExitTerminated);  // the launcher stops a rank whose generation already ended
     } else if (byte == SIGTERM) {
       fail(FatalCause{DumpReasonKind::kSignal, ErrorCode::kPeerFailure, "sigterm",
@@ -244,6 +244,11 @@ void FatalHandler::fail(const FatalCause& cause) noexcept {
     fatal_path_done_ = true;
   }
   fatal_path_cv_.notify_all();
+}
+
+bool FatalHandler::ending_generation() {
+  std::lock_guard<std::mutex> lock(trip_mutex_);
+  return tripped_.load(std::memory_order_acquire) && ends_generation_;
 }
 
 bool FatalHandler::await_fatal_path() {

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Fault -> first chunk emitted after it: warm recovery vs exit and full restart.
+
+Runs the reference job (`lockstep run`, tiny model, gloo) N times per fault
+with `--on-fault restart` and reads the summary's `resume_ms`: from the
+launcher beginning the recovery (it sees the death at once) to the first chunk
+the new generation emitted. The baseline is the same fault under
+`--on-fault exit`: the job ends, a fresh job is started at once, and the time
+runs from the death (the launcher's record of it) to the fresh job's first
+chunk — exit, full restart and reload. Prints one table (median and p99 of
+each, and their ratio) and the command line that produced it.
+
+Usage: python3 bench/recovery_time.py [--lockstep build/default/lockstep] [--faults 20]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+JOB_FLAGS = ["--topology", "pp1", "--nproc", "3", "--chunks", "40", "--hard-cut-every", "0",
+             "--decode-ms", "20", "--generate-ms", "20", "--deadline-ms", "1500"]
+RUN_BOUND_S = 120
+
+
+def run_job(lockstep: str, extra: list[str]) -> dict:
+    """Runs one job to its end; returns its --json output (success or failure)."""
+    done = subprocess.run([lockstep, "run", "--json", *JOB_FLAGS, *extra], capture_output=True, text=True,
+                          timeout=RUN_BOUND_S, check=False)
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"lockstep run {' '.join(extra)}: no JSON (exit {done.returncode}): {done.stderr[-2000:]}") \
+            from error
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def rank_pid(job_dir: str, rank: int) -> int:
+    """The pid of the job's process with RANK=<rank>, or -1."""
+    needle = f"LOCKSTEP_JOB_DIR={job_dir}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if needle in environ and f"RANK={rank}".encode() in environ:
+            return int(entry.name)
+    return -1
+
+
+def kill_rank_midstream(lockstep: str, rank: int, extra: list[str]) -> tuple[dict, str]:
+    """Starts a job, kill -9s `rank` once two chunks are out, returns (its JSON, job dir)."""
+    job_dir = tempfile.mkdtemp(prefix="lockstep-recovery-bench-")
+    job = subprocess.Popen([lockstep, "run", "--json", *JOB_FLAGS, *extra, "--job-dir", job_dir],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    progress = Path(job_dir) / "progress"
+    while time.monotonic() < deadline:
+        text = progress.read_text() if progress.exists() else ""
+        if text.split() and int(text.split()[0]) >= 2:
+            break
+        time.sleep(0.01)
+    pid = rank_pid(job_dir, rank)
+    if pid > 0:
+        os.kill(pid, signal.SIGKILL)
+    out, err = job.communicate(timeout=RUN_BOUND_S)
+    try:
+        return json.loads(out), job_dir
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"no JSON from the job in {job_dir}: {err[-2000:]}") from error
+
+
+def warm(lockstep: str, fault: str) -> float:
+    """One fault under --on-fault restart: ms from the recovery's start to the first chunk after it."""
+    if fault == "stage0":
+        summary = run_job(lockstep, ["--on-fault", "restart", "--inject", "C1"])
+    else:
+        summary, _ = kill_rank_midstream(lockstep, 2, ["--on-fault", "restart"])
+    if not summary.get("ok") or not summary.get("recoveries"):
+        raise SystemExit(f"warm recovery of {fault} did not complete: {json.dumps(summary)[:2000]}")
+    return float(summary["resume_ms"])
+
+
+def cold(lockstep: str, fault: str) -> float:
+    """The same fault under --on-fault exit, then a fresh job: ms from the death to its first chunk."""
+    if fault == "stage0":
+        failed = run_job(lockstep, ["--inject", "C1"])
+        job_dir = failed["job_dir"]
+    else:
+        failed, job_dir = kill_rank_midstream(lockstep, 2, [])
+    launch = json.loads((Path(job_dir) / "launch.json").read_text())
+    cause = launch["ranks"][launch["cause_rank"]]
+    died_unix_ms = launch["started_unix_ms"] + cause["ended_after_ms"]
+    fresh = run_job(lockstep, [])
+    if not fresh.get("ok"):
+        raise SystemExit(f"the restarted job failed: {json.dumps(fresh)[:2000]}")
+    return float(fresh["first_emit_unix_ms"] - died_unix_ms)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lockstep", default="build/default/lockstep")
+    parser.add_argument("--faults", type=int, default=20, help="faults per row (>= 20 for the report)")
+    args = parser.parse_args()
+    rows = []
+    for fault, what in (("stage0", "Stage 0 killed (C1)"), ("worker", "mesh worker killed (kill -9)")):
+        warm_ms = [warm(args.lockstep, fault) for _ in range(args.faults)]
+        cold_ms = [cold(args.lockstep, fault) for _ in range(args.faults)]
+        rows.append((what, warm_ms, cold_ms))
+    print(f"command: python3 bench/recovery_time.py --lockstep {args.lockstep} --faults {args.faults}")
+    print(f"job: lockstep run {' '.join(JOB_FLAGS)} (tiny model, gloo, file store)")
+    print("| fault | warm recovery: median / p99 ms | exit + full restart: median / p99 ms | median ratio |")
+    print("|---|---|---|---|")
+    for what, warm_ms, cold_ms in rows:
+        ratio = statistics.median(cold_ms) / statistics.median(warm_ms)
+        print(f"| {what} | {statistics.median(warm_ms):.0f} / {percentile(warm_ms, 0.99):.0f} | "
+              f"{statistics.median(cold_ms):.0f} / {percentile(cold_ms, 0.99):.0f} | {ratio:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
