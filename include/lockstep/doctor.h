@@ -57,6 +57,14 @@ struct DumpProblem {
   std::string message;
 };
 
+// Warm recovery (recovery.h): how one generation of the job ended before the
+// next began.
+struct GenerationVerdict {
+  std::uint32_t generation = 0;
+  Verdict verdict = Verdict::kNoDumps;
+  std::string summary;  // its primary finding
+};
+
 struct Diagnosis {
   Verdict verdict = Verdict::kNoDumps;
   Finding primary;
@@ -65,7 +73,14 @@ struct Diagnosis {
   std::vector<int> ranks_present;
   std::vector<int> ranks_missing;
   std::vector<DumpProblem> problems;
+  // A job that recovered: every earlier generation's verdict, oldest first
+  // (the fields above are the last generation's).
+  std::vector<GenerationVerdict> earlier_generations;
 };
+
+// Generations of one recovered job the doctor reads, at most (the restart
+// budget keeps real jobs far below).
+inline constexpr std::uint32_t kDoctorGenerationsMax = 1000;
 
 struct DoctorOptions {
   int world_size = 0;  // 0: take it from the dumps
@@ -74,8 +89,11 @@ struct DoctorOptions {
   std::string torch_fr_prefix;
 };
 
-// Diagnoses the dumps in `dir`: a job directory (reads dir/dumps/rank-*.json)
-// or a dumps directory (reads dir/rank-*.json), and the PyTorch
+// Diagnoses the dumps in `dir`: a job directory (reads dir/dumps/rank-*.json;
+// after warm recovery, the last generation's dumps under
+// dir/generations/g<G>/dumps — the generation launch.json names, else the
+// highest — with every earlier generation diagnosed too) or a dumps
+// directory (reads dir/rank-*.json), and the PyTorch
 // flight-recorder dumps there (<prefix><rank>, pickle or JSON, versions 2.2
 // to 2.10), merged by rank with lockstep's. Blocking (file reads, a few
 // worker threads); no deadline beyond the file system's. Any thread may call

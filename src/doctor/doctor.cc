@@ -89,10 +89,59 @@ std::string_view verdict_name(Verdict verdict) {
   return "unknown";
 }
 
+namespace {
+
+// The generations of a job directory that recovered, oldest first, each with
+// the directory its dumps live in (recovery.h generation_dir): the job
+// directory for generation 0, generations/g<G> after it, up to the last
+// generation launch.json names (else the highest found). Empty for a job
+// that never recovered and for a dumps directory.
+std::vector<std::pair<std::uint32_t, std::filesystem::path>> job_generations(const std::filesystem::path& dir) {
+  std::error_code error;
+  const std::filesystem::path root = dir / "generations";
+  if (!std::filesystem::is_directory(root, error)) return {};
+  std::uint32_t last = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(root, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() < 2 || name[0] != 'g' || name.find_first_not_of("0123456789", 1) != std::string::npos ||
+        name.size() > 8) {
+      continue;
+    }
+    last = std::max(last, static_cast<std::uint32_t>(std::stoul(name.substr(1))));
+  }
+  std::ifstream launch(dir / "launch.json");
+  const nlohmann::json record = nlohmann::json::parse(launch, nullptr, false);
+  if (record.is_object() && record.value("generation", nlohmann::json()).is_number_unsigned()) {
+    last = std::min(record["generation"].get<std::uint32_t>(), kDoctorGenerationsMax);
+  }
+  std::vector<std::pair<std::uint32_t, std::filesystem::path>> generations;
+  for (std::uint32_t g = 0; g <= last && g <= kDoctorGenerationsMax; ++g) {
+    generations.emplace_back(g, g == 0 ? dir : root / ("g" + std::to_string(g)));
+  }
+  return generations;
+}
+
+Diagnosis diagnose_generation(const std::filesystem::path& dir, const DoctorOptions& options);
+
+}  // namespace
+
 Diagnosis diagnose(const std::filesystem::path& dir, const DoctorOptions& options) {
   if (options.world_size < 0) {
     throw Error(ErrorCode::kInvalidArgument, "doctor: world_size " + std::to_string(options.world_size) + " < 0");
   }
+  const auto generations = job_generations(dir);
+  if (generations.size() < 2) return diagnose_generation(dir, options);
+  Diagnosis last = diagnose_generation(generations.back().second, options);
+  for (std::size_t i = 0; i + 1 < generations.size(); ++i) {
+    const Diagnosis earlier = diagnose_generation(generations[i].second, options);
+    last.earlier_generations.push_back({generations[i].first, earlier.verdict, earlier.primary.summary});
+  }
+  return last;
+}
+
+namespace {
+
+Diagnosis diagnose_generation(const std::filesystem::path& dir, const DoctorOptions& options) {
   doctor::DumpSet set = doctor::load_dumps(dir, options.world_size, options.torch_fr_prefix);
   Diagnosis d;
   d.world_size = set.world_size;
@@ -117,6 +166,8 @@ Diagnosis diagnose(const std::filesystem::path& dir, const DoctorOptions& option
   for (Finding& f : doctor::find_supporting(analysis)) d.supporting.push_back(std::move(f));
   return d;
 }
+
+}  // namespace
 
 std::vector<std::filesystem::path> export_torch_flight_recorder(const std::filesystem::path& dir,
                                                                 const std::filesystem::path& out,
@@ -168,6 +219,11 @@ std::string format_text(const Diagnosis& d) {
   for (const DumpProblem& p : d.problems) out += "unusable dump: " + p.message + "\n";
   if (!d.supporting.empty()) out += "supporting findings:\n";
   for (const Finding& f : d.supporting) append_finding(out, f, "  ");
+  if (!d.earlier_generations.empty()) out += "earlier generations (warm recovery):\n";
+  for (const GenerationVerdict& g : d.earlier_generations) {
+    out += "  generation " + std::to_string(g.generation) + ": " + std::string(verdict_name(g.verdict)) +
+           " \xE2\x80\x94 " + g.summary + "\n";
+  }
   return out;
 }
 
@@ -176,6 +232,10 @@ std::string format_json(const Diagnosis& d) {
   for (const Finding& f : d.supporting) supporting.push_back(finding_json(f));
   nlohmann::json problems = nlohmann::json::array();
   for (const DumpProblem& p : d.problems) problems.push_back({{"file", p.file}, {"message", p.message}});
+  nlohmann::json earlier = nlohmann::json::array();
+  for (const GenerationVerdict& g : d.earlier_generations) {
+    earlier.push_back({{"generation", g.generation}, {"verdict", verdict_name(g.verdict)}, {"summary", g.summary}});
+  }
   const nlohmann::json j = {{"verdict", verdict_name(d.verdict)},
                             {"exit_status", static_cast<int>(d.verdict)},
                             {"primary", finding_json(d.primary)},
@@ -183,7 +243,8 @@ std::string format_json(const Diagnosis& d) {
                             {"world_size", d.world_size},
                             {"ranks_present", d.ranks_present},
                             {"ranks_missing", d.ranks_missing},
-                            {"problems", problems}};
+                            {"problems", problems},
+                            {"earlier_generations", earlier}};
   // Replace, not throw, on invalid UTF-8 from a dump: the report must print.
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }

@@ -54,6 +54,29 @@ TEST(Doctor, CleanExitIsHealthy) {
   EXPECT_EQ(format_text(d).rfind("VERDICT: healthy", 0), 0u);
 }
 
+// Warm recovery: generation 0 ended with a crash (rank 0 left no dump), the
+// job recovered, and generation 1 ended cleanly; launch.json names the last
+// generation. The verdict is generation 1's; generation 0's is kept.
+TEST(Doctor, ARecoveredJobIsDiagnosedPerGeneration) {
+  JobDir dir;
+  for (int r = 1; r < 3; ++r) dir.write(r, dump(r, 3, "fatal", "peer_failure", "rank 0 poisoned the job"));
+  const std::filesystem::path g1 = dir.root() / "generations" / "g1" / "dumps";
+  std::filesystem::create_directories(g1);
+  for (int r = 0; r < 3; ++r) {
+    json d = dump(r, 3);
+    add_completed(d, 0, 4);
+    dir.write_raw(g1 / ("rank-" + std::to_string(r) + ".json"), d.dump());
+  }
+  dir.write_raw(dir.root() / "launch.json", R"({"generation": 1})");
+  const Diagnosis d = run(dir);
+  EXPECT_EQ(d.verdict, Verdict::kHealthy);
+  ASSERT_EQ(d.earlier_generations.size(), 1u);
+  EXPECT_EQ(d.earlier_generations[0].generation, 0u);
+  EXPECT_EQ(d.earlier_generations[0].verdict, Verdict::kCrash);
+  EXPECT_TRUE(mentions(d, "generation 0: crash"));
+  EXPECT_NE(format_json(d).find("\"earlier_generations\""), std::string::npos);
+}
+
 TEST(Doctor, EmptyAndAbsentDirectoriesHaveNoDumps) {
   JobDir dir;
   EXPECT_EQ(run(dir).verdict, Verdict::kNoDumps);

@@ -252,6 +252,51 @@ TEST(Launch, RankKilledBySignalReportsSignalAndExitCode128Plus) {
       << result.summary;
 }
 
+// Warm recovery at the launcher: rank 1 dies by a signal in generation 0;
+// the launcher begins generation 1 and starts only rank 1 again, with
+// LOCKSTEP_GENERATION=1; rank 0 keeps its process.
+TEST(Launch, UnderRestartOnlyTheDeadRankStartsAgainIntoTheNextGeneration) {
+  ScratchDir dir;
+  LaunchOptions options = sh_job(
+      dir, 2,
+      "echo \"$$\" >> \"$LOCKSTEP_JOB_DIR/pids-$RANK\"; "
+      "if [ \"$RANK\" = 1 ] && [ \"$LOCKSTEP_GENERATION\" = 0 ]; then kill -9 $$; fi; "
+      "if [ \"$RANK\" = 0 ]; then i=0; while [ \"$(wc -l < \"$LOCKSTEP_JOB_DIR/pids-1\")\" -lt 2 ]; do "
+      "i=$((i+1)); [ $i -gt 400 ] && exit 98; sleep 0.025; done; fi");
+  options.on_fault = OnFault::kRestart;
+  const LaunchResult result = launch(options);
+  EXPECT_EQ(result.exit_code, 0) << result.summary;
+  ASSERT_EQ(result.recoveries.size(), 1u);
+  EXPECT_EQ(result.recoveries[0].generation, 1u);
+  EXPECT_EQ(result.recoveries[0].restarted_ranks, std::vector<int>{1});
+  EXPECT_NE(result.recoveries[0].cause.find("rank 1 killed by signal 9"), std::string::npos);
+  EXPECT_EQ(split_words(read_file(dir.path() / "pids-0")).size(), 1u);  // rank 0 never restarted
+  EXPECT_EQ(split_words(read_file(dir.path() / "pids-1")).size(), 2u);
+}
+
+// A rank that dies again at once is not restarted forever: past the budget
+// the job ends as under --on-fault exit, with the rank's own exit.
+TEST(Launch, UnderRestartARankThatKeepsDyingEndsTheJobAfterTheBudget) {
+  ScratchDir dir;
+  LaunchOptions options = sh_job(dir, 2, "if [ \"$RANK\" = 1 ]; then kill -9 $$; fi; sleep 10");
+  options.on_fault = OnFault::kRestart;
+  options.restarts_max = 2;
+  const LaunchResult result = launch(options);
+  EXPECT_EQ(result.exit_code, 128 + 9) << result.summary;
+  EXPECT_EQ(result.recoveries.size(), 2u);
+  EXPECT_EQ(result.end, LaunchEnd::kRankFailed);
+}
+
+// A deterministic failure (here: exit 33, a ledger divergence) is not restarted.
+TEST(Launch, UnderRestartADeterministicFailureEndsTheJob) {
+  ScratchDir dir;
+  LaunchOptions options = sh_job(dir, 2, "if [ \"$RANK\" = 1 ]; then exit 33; fi; sleep 10");
+  options.on_fault = OnFault::kRestart;
+  const LaunchResult result = launch(options);
+  EXPECT_EQ(result.exit_code, 33) << result.summary;
+  EXPECT_TRUE(result.recoveries.empty());
+}
+
 TEST(Launch, OverallTimeoutStopsEveryRank) {
   ScratchDir dir;
   LaunchOptions options = sh_job(dir, 3, "sleep 100");

@@ -45,6 +45,7 @@ std::string python_interpreter() {
 struct LaunchFlags {
   LaunchOptions options;
   double timeout_s = 0.0;
+  std::string on_fault = "exit";
   std::string module;
   bool standalone = false;
   bool nnodes_given = false;
@@ -105,6 +106,13 @@ void register_launch(CLI::App& app) {
   cmd->add_option("--timeout-s", flags->timeout_s, "hard bound on the whole job; 0 means none")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  cmd->add_option("--on-fault", flags->on_fault,
+                  "exit: a failed rank stops the job; restart: warm recovery — a rank that died of a curable "
+                  "cause is started again under the next generation (one machine; see docs/manual/C-warm-recovery.md)")
+      ->capture_default_str();
+  cmd->add_option("--max-restarts,--max_restarts", o.restarts_max,
+                  "warm recovery: recoveries per minute, at most (torchrun's flag; here per sliding minute)")
+      ->capture_default_str();
   cmd->add_option("-m,--module", flags->module, "run `python -m MODULE ARGS...` (interpreter: $LOCKSTEP_PYTHON, "
                                                 "else the one lockstep's Python package was built for)");
   cmd->add_option("program", o.argv, "PROGRAM ARGS... (after --), or the module's ARGS with -m");
@@ -121,6 +129,7 @@ void register_launch(CLI::App& app) {
     }
     if (!flags->standalone) apply_slurm(*flags, *cmd);
     options.timeout_ms = std::llround(flags->timeout_s * kMsPerSecond);
+    options.on_fault = on_fault_from_name(flags->on_fault);
     options.on_failure = report_failure;
     const LaunchResult result = launch(options);
     if (result.exit_code != 0) throw CLI::RuntimeError(result.exit_code);
