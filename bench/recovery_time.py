@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Fault -> first chunk emitted after it: warm recovery vs exit and full restart.
 
-Runs the reference job (`lockstep run`, tiny model, gloo) N times per fault
-with `--on-fault restart` and reads the summary's `resume_ms`: from the
-launcher beginning the recovery (it sees the death at once) to the first chunk
-the new generation emitted. The baseline is the same fault under
-`--on-fault exit`: the job ends, a fresh job is started at once, and the time
-runs from the death (the launcher's record of it) to the fresh job's first
-chunk — exit, full restart and reload. Prints one table (median and p99 of
-each, and their ratio) and the command line that produced it.
+Runs the reference job (`lockstep run`, tiny model on gloo by default) N
+times per fault with `--on-fault restart` and reads the summary's `resume_ms`:
+from the launcher beginning the recovery (it sees a death at once, a
+deadline's poison mark within 20 ms) to the first chunk the new generation
+emitted. The baseline is the same fault under `--on-fault exit`: the job ends,
+a fresh job is started at once, and the time runs from the failure (the
+launcher's record of the first rank that ended) to the fresh job's first chunk
+— exit, full restart and reload. Faults: `stage0` (C1: Stage 0 killed, its
+replacement starts), `worker` (kill -9 of the mesh worker, restarted and
+reloaded), `straggler` (the worker stopped past the deadline, then woken: no
+process dies, every rank keeps its weights). Prints one table (median and p99
+of each, and their ratio) and the command line that produced it.
 
 Usage: python3 bench/recovery_time.py [--lockstep build/default/lockstep] [--faults 20]
+       [--cold-faults N] [--kinds stage0,worker,straggler] [--job "--backend nccl --model dit14b-layer"]
 """
 from __future__ import annotations
 
@@ -61,8 +66,9 @@ def rank_pid(job_dir: str, rank: int) -> int:
     return -1
 
 
-def kill_rank_midstream(lockstep: str, rank: int, extra: list[str]) -> tuple[dict, str]:
-    """Starts a job, kill -9s `rank` once two chunks are out, returns (its JSON, job dir)."""
+def fault_midstream(lockstep: str, rank: int, fault: str, extra: list[str]) -> tuple[dict, str]:
+    """Starts a job and, once two chunks are out, kill -9s `rank` (fault "worker") or stops it
+    for one deadline and a half (fault "straggler"); returns (the job's JSON, its directory)."""
     job_dir = tempfile.mkdtemp(prefix="lockstep-recovery-bench-")
     job = subprocess.Popen([lockstep, "run", "--json", *JOB_FLAGS, *extra, "--job-dir", job_dir],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -74,8 +80,15 @@ def kill_rank_midstream(lockstep: str, rank: int, extra: list[str]) -> tuple[dic
             break
         time.sleep(0.01)
     pid = rank_pid(job_dir, rank)
-    if pid > 0:
+    if pid > 0 and fault == "worker":
         os.kill(pid, signal.SIGKILL)
+    elif pid > 0:
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(1.5 * deadline_ms(extra) / 1000)  # the fault itself: stopped past the deadline
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # --on-fault exit: the launcher already stopped the job
     out, err = job.communicate(timeout=RUN_BOUND_S)
     try:
         return json.loads(out), job_dir
@@ -88,7 +101,7 @@ def warm(lockstep: str, fault: str) -> float:
     if fault == "stage0":
         summary = run_job(lockstep, ["--on-fault", "restart", "--inject", "C1"])
     else:
-        summary, _ = kill_rank_midstream(lockstep, 2, ["--on-fault", "restart"])
+        summary, _ = fault_midstream(lockstep, 2, fault, ["--on-fault", "restart"])
     if not summary.get("ok") or not summary.get("recoveries"):
         raise SystemExit(f"warm recovery of {fault} did not complete: {json.dumps(summary)[:2000]}")
     return float(summary["resume_ms"])
@@ -100,7 +113,7 @@ def cold(lockstep: str, fault: str) -> float:
         failed = run_job(lockstep, ["--inject", "C1"])
         job_dir = failed["job_dir"]
     else:
-        failed, job_dir = kill_rank_midstream(lockstep, 2, [])
+        failed, job_dir = fault_midstream(lockstep, 2, fault, [])
     launch = json.loads((Path(job_dir) / "launch.json").read_text())
     cause = launch["ranks"][launch["cause_rank"]]
     died_unix_ms = launch["started_unix_ms"] + cause["ended_after_ms"]
@@ -110,18 +123,33 @@ def cold(lockstep: str, fault: str) -> float:
     return float(fresh["first_emit_unix_ms"] - died_unix_ms)
 
 
+FAULTS = {"stage0": "Stage 0 killed (C1), replaced", "worker": "mesh worker killed (kill -9), restarted",
+          "straggler": "mesh worker stopped past the deadline, then woken (no process dies)"}
+
+
+def deadline_ms(extra: list[str]) -> int:
+    flags = JOB_FLAGS + extra
+    return int(flags[len(flags) - 1 - flags[::-1].index("--deadline-ms") + 1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lockstep", default="build/default/lockstep")
-    parser.add_argument("--faults", type=int, default=20, help="faults per row (>= 20 for the report)")
+    parser.add_argument("--faults", type=int, default=20, help="warm recoveries per fault (>= 20 for the report)")
+    parser.add_argument("--cold-faults", type=int, default=None, help="exit + restart runs per fault (default: --faults)")
+    parser.add_argument("--kinds", default="stage0,worker,straggler", help="faults to run, comma-separated")
+    parser.add_argument("--job", default="", help="more `lockstep run` flags (e.g. --backend nccl --model dit14b-layer)")
     args = parser.parse_args()
+    JOB_FLAGS.extend(args.job.split())
+    cold_faults = args.faults if args.cold_faults is None else args.cold_faults
     rows = []
-    for fault, what in (("stage0", "Stage 0 killed (C1)"), ("worker", "mesh worker killed (kill -9)")):
+    for fault in args.kinds.split(","):
         warm_ms = [warm(args.lockstep, fault) for _ in range(args.faults)]
-        cold_ms = [cold(args.lockstep, fault) for _ in range(args.faults)]
-        rows.append((what, warm_ms, cold_ms))
-    print(f"command: python3 bench/recovery_time.py --lockstep {args.lockstep} --faults {args.faults}")
-    print(f"job: lockstep run {' '.join(JOB_FLAGS)} (tiny model, gloo, file store)")
+        cold_ms = [cold(args.lockstep, fault) for _ in range(cold_faults)]
+        rows.append((FAULTS[fault], warm_ms, cold_ms))
+    print(f"command: python3 bench/recovery_time.py --lockstep {args.lockstep} --faults {args.faults} "
+          f"--cold-faults {cold_faults} --kinds {args.kinds}" + (f" --job '{args.job}'" if args.job else ""))
+    print(f"job: lockstep run {' '.join(JOB_FLAGS)} (file store)")
     print("| fault | warm recovery: median / p99 ms | exit + full restart: median / p99 ms | median ratio |")
     print("|---|---|---|---|")
     for what, warm_ms, cold_ms in rows:

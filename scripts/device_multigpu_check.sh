@@ -6,19 +6,20 @@
 # table: exit code, seconds, the doctor's verdict), and the hang table: one
 # rank withholds an all_reduce under plain PyTorch and under lockstep.
 # Logs land in $OUT. Usage (device tool, carry [".device"]):
-#   bash scripts/device_multigpu_check.sh [tests|probe|breakit|hang|overlap ...]   (default: all)
+#   bash scripts/device_multigpu_check.sh [tests|probe|breakit|hang|overlap|recovery|recovery-bench ...]
+#   (default: all but recovery-bench)
 # `overlap`: the pipeline at the 14B layer shape with Stage 0 on its own GPU
 # (pp0 on 2 GPUs, pp1 with a TP=2 mesh on 3, TP=4 on 5 where lent), D = 1
 # and 2, decode costs 0, 20 and 100 ms (OVERLAP_DECODE_MS).
 set -uo pipefail
 source "$(dirname "$0")/device_configure.sh"
-parts=("$@"); (( ${#parts[@]} )) || parts=(tests probe breakit hang overlap)
+parts=("$@"); (( ${#parts[@]} )) || parts=(tests probe breakit hang overlap recovery)
 gpus=$(nvidia-smi -L | wc -l)
 has() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 cmake --build build/gpu -j "$(nproc)" --target lockstep nccl_backend_test nccl_abort_test guarded_stream_test \
-  cuda_model_test chunk_tensors_test nccl_run_test lockstep_tp_probe lockstep_python > "$out/build.log" 2>&1 \
+  cuda_model_test chunk_tensors_test nccl_run_test lockstep_tp_probe lockstep_python recovery_test > "$out/build.log" 2>&1 \
   || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 bin=build/gpu/lockstep
@@ -89,6 +90,21 @@ if has hang; then
   echo "| lockstep run --backend nccl, C4 (SIGSTOP), whole job incl. start-up | 1.5 s | $(since "$start") | $code |" >> "$table"
   grep -E "failed first" "$out/hang-c4.log" | tee -a "$table"
   cat "$table"
+fi
+if has recovery; then
+  # Warm recovery with the mesh on NCCL (issue 18): the recovery break-it
+  # cases (Stage 0 on its own GPU from 3 GPUs on), then fault -> first chunk.
+  LOCKSTEP_BIN="$bin" LOCKSTEP_RECOVERY_JOB="--backend nccl --model small --startup-deadline-ms 60000" \
+    timeout 400 build/gpu/tests/breakit/recovery_test 2>&1 | grep -E "^\[ +(OK|FAILED) |Failure|Expected|Which is|HUNG" \
+    | tee "$out/recovery-nccl.log"
+fi
+if has recovery-bench; then
+  # dit14b-layer, TP=2 mesh + Stage 0 on its own GPU; RECOVERY_FAULTS warm recoveries and
+  # RECOVERY_COLD exit-and-restart runs per fault.
+  timeout 560 python3 bench/recovery_time.py --lockstep "$bin" --faults "${RECOVERY_FAULTS:-5}" \
+    --cold-faults "${RECOVERY_COLD:-2}" --kinds "${RECOVERY_KINDS:-straggler,worker,stage0}" \
+    --job "--backend nccl --model dit14b-layer --deadline-ms 3000 --startup-deadline-ms 120000 --generate-ms 0" \
+    2>&1 | tee "$out/recovery-bench.md"
 fi
 if has overlap; then
   table="$out/overlap.md"

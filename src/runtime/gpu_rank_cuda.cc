@@ -24,25 +24,30 @@ namespace {
 // (SPEC §4C) — the host never waits per op, so a CUDA graph can hold them.
 class GuardedDeviceSums final : public CudaTensorParallelOps {
  public:
-  GuardedDeviceSums(const RankContext& context, void* stream) : context_(context), stream_(stream) {}
-  int rank() const override { return context_.mesh_rank(); }
-  int size() const override { return context_.config.mesh_size(); }
+  GuardedDeviceSums(const RankContext& context, void* stream) : context_(&context), stream_(stream) {}
+  int rank() const override { return context_->mesh_rank(); }
+  int size() const override { return context_->config.mesh_size(); }
   void all_reduce_sum(void* device_data, std::size_t count, DType dtype, void* cuda_stream) override {
     LOCKSTEP_ASSERT(cuda_stream == stream_);  // the stream the backend orders against
-    context_.comm.all_reduce_enqueue(kGroupMesh, device_data, count, dtype, ReduceOp::kSum, context_.deadline());
+    context_->comm.all_reduce_enqueue(kGroupMesh, device_data, count, dtype, ReduceOp::kSum, context_->deadline());
   }
   bool stream_ordered() const override { return true; }
-  void begin_capture() override { context_.comm.begin_capture(); }
+  void begin_capture() override { context_->comm.begin_capture(); }
   std::size_t end_capture() override {
-    captures_.push_back(context_.comm.end_capture());
+    captures_.push_back(context_->comm.end_capture());
     return captures_.size() - 1;
   }
   void replay(std::size_t capture, const std::function<void()>& launch) override {
-    context_.comm.replay(captures_.at(capture), launch);
+    context_->comm.replay(captures_.at(capture), launch);
+  }
+  // Eager mode only: a captured graph holds the old generation's calls.
+  void rebind(const RankContext& context) {
+    LOCKSTEP_ASSERT(captures_.empty());
+    context_ = &context;
   }
 
  private:
-  const RankContext& context_;
+  const RankContext* context_;  // the current generation's
   void* const stream_;
   std::vector<std::vector<Communicator::CapturedCall>> captures_;  // one per graph the model holds
 };
@@ -59,7 +64,7 @@ std::uint64_t fingerprint_loaded(CudaModel& model, std::chrono::milliseconds tim
 class CudaGenerator final : public MeshGenerator {
  public:
   CudaGenerator(const RankContext& context, int device_index, void* stream)
-      : context_(context),
+      : context_(&context),
         config_(model_config_from_name(context.config.model)),
         sums_(std::make_unique<GuardedDeviceSums>(context, stream)),
         model_(config_, context.config.seed, *sums_,
@@ -68,7 +73,16 @@ class CudaGenerator final : public MeshGenerator {
         weight_fingerprint_(fingerprint_loaded(model_, std::chrono::milliseconds(context.config.startup_deadline_ms))) {}
 
   std::uint64_t weight_fingerprint() const override { return weight_fingerprint_; }
-  bool rebind(const RankContext&) override { return false; }
+  // Keeps the weights on the device for the next generation, read back and
+  // fingerprinted again for its handshake — unless the model captured CUDA
+  // graphs, whose NCCL calls belong to the old generation's communicators.
+  bool rebind(const RankContext& context) override {
+    if (context.config.graph_capture) return false;
+    context_ = &context;
+    sums_->rebind(context);
+    weight_fingerprint_ = fingerprint_loaded(model_, std::chrono::milliseconds(context.config.startup_deadline_ms));
+    return true;
+  }
   WeightStorage weight_storage() const override { return WeightStorage::kBf16Matrices; }
 
   const KvRing& kv() const override { return ring_; }
@@ -106,19 +120,19 @@ class CudaGenerator final : public MeshGenerator {
     ring_.append(config_.frames_per_chunk);
     check_in_step();
   }
-  void read_output(std::span<float> x) override { model_.read_output_to(x, context_.deadline()); }
+  void read_output(std::span<float> x) override { model_.read_output_to(x, context_->deadline()); }
 
   std::uint64_t generator_calls() const override { return generator_calls_; }
 
  private:
   void check_in_step() const { LOCKSTEP_ASSERT(model_.cached_frames() == ring_.frames_held()); }
 
-  const RankContext& context_;
+  const RankContext* context_;  // the current generation's
   const ModelConfig config_;
-  const std::unique_ptr<CudaTensorParallelOps> sums_;
+  const std::unique_ptr<GuardedDeviceSums> sums_;
   CudaModel model_;
   KvRing ring_;
-  const std::uint64_t weight_fingerprint_;
+  std::uint64_t weight_fingerprint_;  // as of the last handshake
   std::uint64_t generator_calls_ = 0;
 };
 

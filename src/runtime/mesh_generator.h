@@ -31,7 +31,7 @@ class MeshGenerator {
   // Warm recovery: binds the generator to the next generation's context (its
   // communicator). True when the weights carry over — the caller then runs
   // the handshake on them again; false when the generator must be made anew
-  // (the CUDA model: its captured graphs hold the old communicators).
+  // (a CUDA model that captured graphs: they hold the old communicators).
   virtual bool rebind(const RankContext& context) = 0;
   virtual WeightStorage weight_storage() const = 0;
 
