@@ -140,7 +140,12 @@ def main() -> int:
     parser.add_argument("--kinds", default="stage0,worker,straggler", help="faults to run, comma-separated")
     parser.add_argument("--job", default="", help="more `lockstep run` flags (e.g. --backend nccl --model dit14b-layer)")
     args = parser.parse_args()
-    JOB_FLAGS.extend(args.job.split())
+    more = args.job.split()
+    for flag, value in zip(more[0::2], more[1::2]):  # "--flag value" pairs replace the default's
+        if flag in JOB_FLAGS:
+            JOB_FLAGS[JOB_FLAGS.index(flag) + 1] = value
+        else:
+            JOB_FLAGS.extend([flag, value])
     cold_faults = args.faults if args.cold_faults is None else args.cold_faults
     rows = []
     for fault in args.kinds.split(","):
@@ -153,9 +158,13 @@ def main() -> int:
     print("| fault | warm recovery: median / p99 ms | exit + full restart: median / p99 ms | median ratio |")
     print("|---|---|---|---|")
     for what, warm_ms, cold_ms in rows:
+        warm_cell = f"{statistics.median(warm_ms):.0f} / {percentile(warm_ms, 0.99):.0f}"
+        if not cold_ms:
+            print(f"| {what} | {warm_cell} | not run | |")
+            continue
         ratio = statistics.median(cold_ms) / statistics.median(warm_ms)
-        print(f"| {what} | {statistics.median(warm_ms):.0f} / {percentile(warm_ms, 0.99):.0f} | "
-              f"{statistics.median(cold_ms):.0f} / {percentile(cold_ms, 0.99):.0f} | {ratio:.2f}x |")
+        print(f"| {what} | {warm_cell} | {statistics.median(cold_ms):.0f} / {percentile(cold_ms, 0.99):.0f} | "
+              f"{ratio:.2f}x |")
     return 0
 
 

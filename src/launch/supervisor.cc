@@ -296,7 +296,18 @@ bool Supervisor::restart_rank(int rank, const std::string& cause) {
   const bool same_recovery = !generation_established_ &&
                              slots_[static_cast<std::size_t>(rank)].started_in < generation_ &&
                              !result_.recoveries.empty();
-  if (!same_recovery && !begin_recovery(cause)) return false;
+  if (!same_recovery) {
+    // A killed rank raises no poison mark: raise it for it, so its peers stop
+    // at once instead of at their deadline (a peer blocked in an NCCL call
+    // would not see the death otherwise).
+    try {
+      raise_poison(*current_generation_store(),
+                   PoisonMark{result_.ranks[static_cast<std::size_t>(rank)].rank, "crash", cause});
+    } catch (const std::exception& error) {
+      log_launcher_line(std::string("cannot raise the poison mark of a dead rank: ") + error.what());
+    }
+    if (!begin_recovery(cause)) return false;
+  }
   spawn(rank, generation_);
   result_.recoveries.back().restarted_ranks.push_back(result_.ranks[static_cast<std::size_t>(rank)].rank);
   return true;

@@ -39,11 +39,20 @@ std::vector<std::string> restart_args(const std::vector<std::string>& extra) {
                                 "--topology",   "pp1",            "--nproc",     std::to_string(kNproc),
                                 "--chunks",     std::to_string(kChunks), "--hard-cut-every", "0",
                                 "--deadline-ms", "1500",          "--startup-deadline-ms", "20000"};
-  if (const char* more = std::getenv("LOCKSTEP_RECOVERY_JOB")) {
-    std::istringstream words(more);
-    for (std::string word; words >> word;) args.push_back(word);
+  std::vector<std::string> more;
+  if (const char* text = std::getenv("LOCKSTEP_RECOVERY_JOB")) {
+    std::istringstream words(text);
+    for (std::string word; words >> word;) more.push_back(word);
   }
-  args.insert(args.end(), extra.begin(), extra.end());
+  more.insert(more.end(), extra.begin(), extra.end());
+  for (std::size_t i = 0; i + 1 < more.size(); i += 2) {  // "--flag value" pairs replace the default's
+    const auto same = std::find(args.begin(), args.end(), more[i]);
+    if (same != args.end() && more[i] != "--inject") {
+      *(same + 1) = more[i + 1];
+    } else {
+      args.insert(args.end(), {more[i], more[i + 1]});
+    }
+  }
   return args;
 }
 
