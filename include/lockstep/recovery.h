@@ -72,9 +72,9 @@ class RestartBudget {
 //    begins: Stage 0 emits only while it equals its own (a straggler of an
 //    earlier generation that wakes up emits nothing);
 //  - the stream position: the first chunk not yet emitted and the epoch it
-//    streams in, published by Stage 0 after every emit and hard cut; the
-//    launcher bumps the epoch when a recovery begins, so every rank of the
-//    new generation starts from the same chunk under a fresh epoch.
+//    streams in, published by Stage 0 after every emit and hard cut (only
+//    while its generation is the current one); every rank of a new
+//    generation starts from it (generation_start).
 inline constexpr std::string_view kCurrentGenerationKey = "current_generation";
 inline constexpr std::string_view kStreamPositionKey = "stream_position";
 
@@ -90,10 +90,18 @@ void publish_current_generation(Store& job_store, std::uint32_t generation);
 std::uint32_t read_current_generation(Store& job_store);  // 0 before any recovery
 void publish_stream_position(Store& job_store, const StreamPosition& position);
 StreamPosition read_stream_position(Store& job_store);  // {0, 0} before the first publish
-// The launcher's step when generation `next` begins: the position's epoch
-// plus one, then the generation, then the key "generation/<next>" that
-// await_generation_after() waits for.
+// The launcher's step when generation `next` begins: the current
+// generation, then the key "generation/<next>" that await_generation_after()
+// waits for.
 void begin_generation(Store& job_store, std::uint32_t next);
+// Where a generation's stream starts: chunk 0 in epoch 0 before any
+// recovery; after one, the first chunk not yet emitted under the epoch after
+// the last one used (a hard cut). Every rank of the generation reads it after
+// the generation's world barrier: by then no process of an earlier
+// generation writes the position any more (a survivor ended its old
+// generation before joining, a replaced rank's old process is dead), so all
+// of them read the same value.
+StreamPosition generation_start(Store& job_store);
 // Stage 0's emit fence: true before any recovery (no current generation
 // published) or while the launcher's current generation is `generation`.
 bool generation_is_current(Store& job_store, std::uint32_t generation);

@@ -118,11 +118,15 @@ StreamPosition read_stream_position(Store& job_store) {
 }
 
 void begin_generation(Store& job_store, std::uint32_t next) {
-  StreamPosition position = read_stream_position(job_store);
-  ++position.epoch;
-  publish_stream_position(job_store, position);
   publish_current_generation(job_store, next);
   write_text(job_store, generation_started_key(next), "begun");
+}
+
+StreamPosition generation_start(Store& job_store) {
+  if (!job_store.check({std::string(kCurrentGenerationKey)})) return {};
+  StreamPosition start = read_stream_position(job_store);
+  ++start.epoch;
+  return start;
 }
 
 bool generation_is_current(Store& job_store, std::uint32_t generation) {

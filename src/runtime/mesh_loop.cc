@@ -61,7 +61,7 @@ MeshLoop::MeshLoop(const RankContext& context, ControlChannels& channels, MeshMe
       member_(member),
       fanout_(context, context.is_leader() ? channels.mesh.get() : nullptr),
       sequencer_([&context] {
-        const StreamPosition start = read_stream_position(context.job_store);
+        const StreamPosition start = generation_start(context.job_store);
         return EnvelopeSequencer(kFirstCallId, start.next_chunk, start.epoch);
       }()),
       buffer_(control_frame_bytes_max()) {}

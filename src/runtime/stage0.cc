@@ -45,7 +45,7 @@ milliseconds queue_timeout(const RunConfig& config) {
 
 Stage0::Stage0(const RankContext& context, ControlChannels& channels, MeshMember* local_mesh)
     : context_(context),
-      start_(read_stream_position(context.job_store)),
+      start_(generation_start(context.job_store)),
       channels_(channels),
       local_mesh_(local_mesh),
       place_(chunk_tensor_place(context)),
@@ -511,10 +511,12 @@ void Stage0::emit(DecodeItem& item) {
 void Stage0::publish_position(std::uint64_t next_chunk, std::uint64_t epoch) {
   if (context_.config.on_fault != OnFault::kRestart) return;  // nothing will resume
   if (!generation_is_current(context_.job_store, context_.generation)) {
-    throw Error(ErrorCode::kStaleWork, "Stage 0 of generation " + std::to_string(context_.generation) +
-                                           " is not the job's current generation (" +
-                                           std::to_string(read_current_generation(context_.job_store)) +
-                                           "): nothing of it may be emitted");
+    // The launcher began the next generation (a peer died): this one has
+    // ended, and a curable fault takes this rank into the next one.
+    throw Error(ErrorCode::kPeerFailure, "Stage 0 of generation " + std::to_string(context_.generation) +
+                                             " is not the job's current generation (" +
+                                             std::to_string(read_current_generation(context_.job_store)) +
+                                             "): nothing of it may be emitted");
   }
   publish_stream_position(context_.job_store, {next_chunk, epoch});
 }

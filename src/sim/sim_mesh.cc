@@ -45,7 +45,7 @@ std::span<const float> tensor_floats(const TensorManifest& manifest, const Paylo
 }
 
 EnvelopeSequencer sequencer_from(Store& job_store) {
-  const StreamPosition start = read_stream_position(job_store);
+  const StreamPosition start = generation_start(job_store);
   return EnvelopeSequencer(kFirstCallId, start.next_chunk, start.epoch);
 }
 

@@ -29,7 +29,7 @@ TensorView float_view(std::string_view key, std::span<const float> values, std::
 }  // namespace
 
 Stage0Sim::Stage0Sim(World& world, std::uint32_t generation)
-    : Stage0Sim(world, generation, read_stream_position(world.store())) {}
+    : Stage0Sim(world, generation, generation_start(world.store())) {}
 
 Stage0Sim::Stage0Sim(World& world, std::uint32_t generation, const StreamPosition& start)
     : SimRank(world, 0, generation),
@@ -232,7 +232,7 @@ void Stage0Sim::emit(const Decoded& item) {
   const CallIds& ids = item.result.ids;
   if (!generation_is_current(scenario_, world_.store(), generation_)) {
     ++world_.counters().fenced_emits;
-    throw Error(ErrorCode::kStaleWork, "Stage 0 of generation " + std::to_string(generation_) + " fenced chunk " +
+    throw Error(ErrorCode::kPeerFailure, "Stage 0 of generation " + std::to_string(generation_) + " fenced chunk " +
                                            std::to_string(ids.chunk_index) + ": generation " +
                                            std::to_string(read_current_generation(world_.store())) + " runs the job");
   }
