@@ -33,6 +33,10 @@ from pathlib import Path
 JOB_FLAGS = ["--topology", "pp1", "--nproc", "3", "--chunks", "40", "--hard-cut-every", "0",
              "--decode-ms", "20", "--generate-ms", "20", "--deadline-ms", "1500"]
 RUN_BOUND_S = 120
+# The straggler stays stopped this many deadlines by default: past its peers'
+# deadline (which begins the recovery), so (stop_deadlines - 1) deadlines of
+# the straggler row are the worker still being stopped after the recovery began.
+STOP_DEADLINES_DEFAULT = 1.5
 
 
 def run_job(lockstep: str, extra: list[str]) -> dict:
@@ -66,7 +70,8 @@ def rank_pid(job_dir: str, rank: int) -> int:
     return -1
 
 
-def fault_midstream(lockstep: str, rank: int, fault: str, extra: list[str]) -> tuple[dict, str]:
+def fault_midstream(lockstep: str, rank: int, fault: str, extra: list[str],
+                    stop_deadlines: float = STOP_DEADLINES_DEFAULT) -> tuple[dict, str]:
     """Starts a job and, once two chunks are out, kill -9s `rank` (fault "worker") or stops it
     for one deadline and a half (fault "straggler"); returns (the job's JSON, its directory)."""
     job_dir = tempfile.mkdtemp(prefix="lockstep-recovery-bench-")
@@ -84,7 +89,7 @@ def fault_midstream(lockstep: str, rank: int, fault: str, extra: list[str]) -> t
         os.kill(pid, signal.SIGKILL)
     elif pid > 0:
         os.kill(pid, signal.SIGSTOP)
-        time.sleep(1.5 * deadline_ms(extra) / 1000)  # the fault itself: stopped past the deadline
+        time.sleep(stop_deadlines * deadline_ms(extra) / 1000)  # the fault itself: stopped past the deadline
         try:
             os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:
@@ -96,24 +101,24 @@ def fault_midstream(lockstep: str, rank: int, fault: str, extra: list[str]) -> t
         raise SystemExit(f"no JSON from the job in {job_dir}: {err[-2000:]}") from error
 
 
-def warm(lockstep: str, fault: str) -> float:
+def warm(lockstep: str, fault: str, stop_deadlines: float) -> float:
     """One fault under --on-fault restart: ms from the recovery's start to the first chunk after it."""
     if fault == "stage0":
         summary = run_job(lockstep, ["--on-fault", "restart", "--inject", "C1"])
     else:
-        summary, _ = fault_midstream(lockstep, 2, fault, ["--on-fault", "restart"])
+        summary, _ = fault_midstream(lockstep, 2, fault, ["--on-fault", "restart"], stop_deadlines)
     if not summary.get("ok") or not summary.get("recoveries"):
         raise SystemExit(f"warm recovery of {fault} did not complete: {json.dumps(summary)[:2000]}")
     return float(summary["resume_ms"])
 
 
-def cold(lockstep: str, fault: str) -> float:
+def cold(lockstep: str, fault: str, stop_deadlines: float) -> float:
     """The same fault under --on-fault exit, then a fresh job: ms from the death to its first chunk."""
     if fault == "stage0":
         failed = run_job(lockstep, ["--inject", "C1"])
         job_dir = failed["job_dir"]
     else:
-        failed, job_dir = fault_midstream(lockstep, 2, fault, [])
+        failed, job_dir = fault_midstream(lockstep, 2, fault, [], stop_deadlines)
     launch = json.loads((Path(job_dir) / "launch.json").read_text())
     cause = launch["ranks"][launch["cause_rank"]]
     died_unix_ms = launch["started_unix_ms"] + cause["ended_after_ms"]
@@ -125,6 +130,7 @@ def cold(lockstep: str, fault: str) -> float:
 
 FAULTS = {"stage0": "Stage 0 killed (C1), replaced", "worker": "mesh worker killed (kill -9), restarted",
           "straggler": "mesh worker stopped past the deadline, then woken (no process dies)"}
+
 
 
 def deadline_ms(extra: list[str]) -> int:
@@ -139,6 +145,8 @@ def main() -> int:
     parser.add_argument("--cold-faults", type=int, default=None, help="exit + restart runs per fault (default: --faults)")
     parser.add_argument("--kinds", default="stage0,worker,straggler", help="faults to run, comma-separated")
     parser.add_argument("--job", default="", help="more `lockstep run` flags (e.g. --backend nccl --model dit14b-layer)")
+    parser.add_argument("--stop-deadlines", type=float, default=STOP_DEADLINES_DEFAULT,
+                        help="how long the straggler stays stopped, in deadlines (> 1)")
     args = parser.parse_args()
     more = args.job.split()
     for flag, value in zip(more[0::2], more[1::2]):  # "--flag value" pairs replace the default's
@@ -149,11 +157,12 @@ def main() -> int:
     cold_faults = args.faults if args.cold_faults is None else args.cold_faults
     rows = []
     for fault in args.kinds.split(","):
-        warm_ms = [warm(args.lockstep, fault) for _ in range(args.faults)]
-        cold_ms = [cold(args.lockstep, fault) for _ in range(cold_faults)]
+        warm_ms = [warm(args.lockstep, fault, args.stop_deadlines) for _ in range(args.faults)]
+        cold_ms = [cold(args.lockstep, fault, args.stop_deadlines) for _ in range(cold_faults)]
         rows.append((FAULTS[fault], warm_ms, cold_ms))
     print(f"command: python3 bench/recovery_time.py --lockstep {args.lockstep} --faults {args.faults} "
-          f"--cold-faults {cold_faults} --kinds {args.kinds}" + (f" --job '{args.job}'" if args.job else ""))
+          f"--cold-faults {cold_faults} --kinds {args.kinds} --stop-deadlines {args.stop_deadlines}" +
+          (f" --job '{args.job}'" if args.job else ""))
     print(f"job: lockstep run {' '.join(JOB_FLAGS)} (file store)")
     print("| fault | warm recovery: median / p99 ms | exit + full restart: median / p99 ms | median ratio |")
     print("|---|---|---|---|")
