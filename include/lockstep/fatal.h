@@ -170,7 +170,7 @@ class FatalHandler {
   FatalSources sources_;
   // Serialises dump_now (SIGUSR1) with the fatal dump so neither replaces a
   // newer file with an older one; the fatal path waits for it only briefly.
-  std::timed_mutex dump_mutex_;
+  std::mutex dump_mutex_;
 
   std::mutex hard_mutex_;  // hard-exit thread and fail()/~FatalHandler only
   std::condition_variable hard_cv_;

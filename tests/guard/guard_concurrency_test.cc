@@ -1,14 +1,18 @@
-// Recorder and watchdog under concurrent use (run under TSan in CI): appends
-// from many threads while another thread snapshots and formats dumps, and
-// arm/disarm from many threads while the watchdog checks.
+// Recorder, watchdog and the warm fatal path under concurrent use (run under
+// TSan in CI): appends from many threads while another thread snapshots and
+// formats dumps, arm/disarm from many threads while the watchdog checks, and
+// concurrent triggers of a fatal path that ends a generation.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "guard/fakes.h"
+#include "lockstep/fatal.h"
 #include "lockstep/flight_recorder.h"
 #include "lockstep/watchdog.h"
 
@@ -105,6 +109,35 @@ TEST(WatchdogConcurrency, ArmDisarmRacesWithChecksWithoutFalseExpiry) {
   clock.advance(std::chrono::milliseconds(1));
   EXPECT_TRUE(watchdog.check_now());
   EXPECT_EQ(fired.load(), 1);
+}
+
+// Warm recovery: every trigger returns (the first once dump and abort are
+// done), the abort runs once, and the process can build the next
+// generation's handler.
+TEST(FatalPathConcurrency, ConcurrentTriggersOfAGenerationEndingPathAllReturnAfterOneAbort) {
+  constexpr int kTriggers = 8;
+  const std::filesystem::path job_dir =
+      std::filesystem::path(::testing::TempDir()) / ("lockstep-warm-fatal-" + std::to_string(::getpid()));
+  for (int generation = 0; generation < 2; ++generation) {
+    FlightRecorder recorder(kFlightRecorderEventsMin);
+    FatalOptions options{0, 1, "rank", job_dir, kHardExitDeadlineDefault, false, true};
+    FatalHandler fatal(options, recorder, nullptr);
+    std::atomic<int> aborts{0};
+    fatal.set_abort_action([&aborts] { aborts.fetch_add(1); });
+    std::vector<std::thread> triggers;
+    for (int i = 0; i < kTriggers; ++i) {
+      triggers.emplace_back([&fatal, i] {
+        fatal.fail(Error(i % 2 == 0 ? ErrorCode::kTimeout : ErrorCode::kPeerFailure, "concurrent trigger"));
+      });
+    }
+    for (std::thread& trigger : triggers) trigger.join();
+    ASSERT_TRUE(fatal.await_fatal_path());
+    EXPECT_TRUE(fatal.tripped());
+    EXPECT_EQ(aborts.load(), 1);
+    const ErrorCode cause = fatal.generation_cause().code;
+    EXPECT_TRUE(cause == ErrorCode::kTimeout || cause == ErrorCode::kPeerFailure);
+  }
+  std::filesystem::remove_all(job_dir);
 }
 
 }  // namespace
