@@ -42,8 +42,8 @@ bool restart_can_cure(ErrorCode code);
 // signal (`signal` > 0: kill -9, OOM killer).
 bool restart_can_cure_exit(int exit_code, int signal);
 
-// Restarts allowed per sliding window, and the bound on one recovery (from
-// the fault to every rank connected again in the new generation).
+// Restarts allowed per sliding window (the bound on one recovery is the
+// launcher's, launcher.h kLaunchRecoveryMsDefault).
 inline constexpr int kRestartsPerWindowDefault = 3;
 inline constexpr std::int64_t kRestartWindowMsDefault = 60'000;
 inline constexpr int kRestartsPerWindowMax = 100;
@@ -58,7 +58,6 @@ class RestartBudget {
   RestartBudget(int restarts_max, std::int64_t window_ns);
   // True (and counts it) when one more restart fits at `now_ns`.
   bool admit(std::int64_t now_ns);
-  int restarts_max() const noexcept { return restarts_max_; }
 
  private:
   const int restarts_max_;
@@ -66,8 +65,9 @@ class RestartBudget {
   std::deque<std::int64_t> admitted_ns_;  // at most restarts_max_ entries
 };
 
-// Job-level keys: they live outside every generation's prefix, so a new
-// generation (and a replacement Stage 0) can read them.
+// Job-level keys (job_token.h job_level_store): they live outside every
+// generation's prefix, so a new generation (and a replacement Stage 0) can
+// read them.
 //  - the current generation, published by the launcher when a recovery
 //    begins: Stage 0 emits only while it equals its own (a straggler of an
 //    earlier generation that wakes up emits nothing);
@@ -75,21 +75,19 @@ class RestartBudget {
 //    streams in, published by Stage 0 after every emit and hard cut (only
 //    while its generation is the current one); every rank of a new
 //    generation starts from it (generation_start).
-inline constexpr std::string_view kCurrentGenerationKey = "current_generation";
-inline constexpr std::string_view kStreamPositionKey = "stream_position";
-
 struct StreamPosition {
   std::uint64_t next_chunk = 0;  // the first chunk not yet emitted
   std::uint64_t epoch = 0;
-  bool operator==(const StreamPosition&) const = default;
 };
 
 // Store calls; blocking as the store; any thread. Throw Error{kStore} from
 // the store, and Error{kDecode} naming the key for a malformed value.
-void publish_current_generation(Store& job_store, std::uint32_t generation);
+//
+// Whether the launcher has begun any recovery in this job (a current
+// generation is published).
+bool job_has_recovered(Store& job_store);
 std::uint32_t read_current_generation(Store& job_store);  // 0 before any recovery
 void publish_stream_position(Store& job_store, const StreamPosition& position);
-StreamPosition read_stream_position(Store& job_store);  // {0, 0} before the first publish
 // The launcher's step when generation `next` begins: the current
 // generation, then the key "generation/<next>" that await_generation_after()
 // waits for.

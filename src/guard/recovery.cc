@@ -64,6 +64,8 @@ bool RestartBudget::admit(std::int64_t now_ns) {
 namespace {
 
 constexpr std::chrono::milliseconds kReadTimeout{1000};
+constexpr std::string_view kCurrentGenerationKey = "current_generation";
+constexpr std::string_view kStreamPositionKey = "stream_position";
 
 std::uint64_t parse_decimal(std::string_view text, std::string_view key) {
   std::uint64_t value = 0;
@@ -86,14 +88,23 @@ void write_text(Store& store, std::string_view key, const std::string& text) {
 
 std::string generation_started_key(std::uint32_t generation) { return "generation/" + std::to_string(generation); }
 
-}  // namespace
-
-void publish_current_generation(Store& job_store, std::uint32_t generation) {
-  write_text(job_store, kCurrentGenerationKey, std::to_string(generation));
+StreamPosition read_stream_position(Store& job_store) {
+  if (!job_store.check({std::string(kStreamPositionKey)})) return {};
+  const std::string text = read_text(job_store, kStreamPositionKey);
+  const std::size_t space = text.find(' ');
+  if (space == std::string::npos) {
+    throw Error(ErrorCode::kDecode, "job key 'stream_position': '" + text + "' is not '<next_chunk> <epoch>'");
+  }
+  return {parse_decimal(std::string_view(text).substr(0, space), kStreamPositionKey),
+          parse_decimal(std::string_view(text).substr(space + 1), kStreamPositionKey)};
 }
 
+}  // namespace
+
+bool job_has_recovered(Store& job_store) { return job_store.check({std::string(kCurrentGenerationKey)}); }
+
 std::uint32_t read_current_generation(Store& job_store) {
-  if (!job_store.check({std::string(kCurrentGenerationKey)})) return 0;
+  if (!job_has_recovered(job_store)) return 0;
   const std::uint64_t value = parse_decimal(read_text(job_store, kCurrentGenerationKey), kCurrentGenerationKey);
   if (value > kJobGenerationMax) {
     throw Error(ErrorCode::kDecode, "job key 'current_generation': " + std::to_string(value) +
@@ -106,31 +117,20 @@ void publish_stream_position(Store& job_store, const StreamPosition& position) {
   write_text(job_store, kStreamPositionKey, std::to_string(position.next_chunk) + " " + std::to_string(position.epoch));
 }
 
-StreamPosition read_stream_position(Store& job_store) {
-  if (!job_store.check({std::string(kStreamPositionKey)})) return {};
-  const std::string text = read_text(job_store, kStreamPositionKey);
-  const std::size_t space = text.find(' ');
-  if (space == std::string::npos) {
-    throw Error(ErrorCode::kDecode, "job key 'stream_position': '" + text + "' is not '<next_chunk> <epoch>'");
-  }
-  return {parse_decimal(std::string_view(text).substr(0, space), kStreamPositionKey),
-          parse_decimal(std::string_view(text).substr(space + 1), kStreamPositionKey)};
-}
-
 void begin_generation(Store& job_store, std::uint32_t next) {
-  publish_current_generation(job_store, next);
+  write_text(job_store, kCurrentGenerationKey, std::to_string(next));
   write_text(job_store, generation_started_key(next), "begun");
 }
 
 StreamPosition generation_start(Store& job_store) {
-  if (!job_store.check({std::string(kCurrentGenerationKey)})) return {};
+  if (!job_has_recovered(job_store)) return {};
   StreamPosition start = read_stream_position(job_store);
   ++start.epoch;
   return start;
 }
 
 bool generation_is_current(Store& job_store, std::uint32_t generation) {
-  return !job_store.check({std::string(kCurrentGenerationKey)}) || read_current_generation(job_store) == generation;
+  return !job_has_recovered(job_store) || read_current_generation(job_store) == generation;
 }
 
 std::uint32_t await_generation_after(Store& job_store, std::uint32_t ended, std::chrono::milliseconds timeout) {

@@ -79,10 +79,10 @@ Supervisor::Supervisor(const LaunchOptions& options, JobSetup job, NodeGroup& no
   result_.job_dir = job_.job_dir;
   result_.job_id = job_.job_id;
   result_.node_rank = options_.node_rank;
-  generation_ = result_.generation = options_.generation;
+  result_.generation = options_.generation;
   if (warm()) {
     base_store_ = open_store(job_.store, job_.job_id);
-    job_store_ = job_level_store(base_store_, {job_.job_id, job_.job_token, generation_});
+    job_store_ = job_level_store(base_store_, {job_.job_id, job_.job_token, result_.generation});
     restart_budget_.emplace(options_.restarts_max, options_.restart_window_ms * kNsPerMs);
   }
   slots_.resize(static_cast<std::size_t>(options_.nproc));
@@ -113,7 +113,7 @@ void Supervisor::start_ranks() {
   for (int rank = 0; rank < options_.nproc; ++rank) {
     RankSlot& slot = slots_[static_cast<std::size_t>(rank)];
     slot.log = open_log(job_.job_dir + "/logs/rank-" + std::to_string(rank) + ".log");
-    spawn(rank, generation_);
+    spawn(rank, result_.generation);
   }
   generation_begun_ns_ = now_ns();
 }
@@ -263,14 +263,14 @@ void Supervisor::record_exit(int rank, int wait_status) {
 }
 
 std::unique_ptr<Store> Supervisor::current_generation_store() const {
-  return generation_store(base_store_, {job_.job_id, job_.job_token, generation_});
+  return generation_store(base_store_, {job_.job_id, job_.job_token, result_.generation});
 }
 
-void Supervisor::refresh_established() {
+void Supervisor::refresh_established(Store& generation_store) {
   if (generation_established_) return;
   std::vector<std::string> keys;
   for (const RankStatus& status : result_.ranks) keys.push_back(parity_key(status.rank));
-  generation_established_ = current_generation_store()->check(keys);
+  generation_established_ = generation_store.check(keys);
 }
 
 bool Supervisor::begin_recovery(const std::string& cause) {
@@ -279,36 +279,35 @@ bool Supervisor::begin_recovery(const std::string& cause) {
                       " restarts within " + std::to_string(options_.restart_window_ms) + " ms already");
     return false;
   }
-  ++generation_;
-  begin_generation(*job_store_, generation_);
+  ++result_.generation;
+  begin_generation(*job_store_, result_.generation);
   generation_begun_ns_ = now_ns();
   generation_established_ = false;
-  result_.generation = generation_;
-  result_.recoveries.push_back({generation_, cause, elapsed_ms(), {}});
-  log_launcher_line("recovery: generation " + std::to_string(generation_) + " after " + cause);
+  result_.recoveries.push_back({result_.generation, cause, elapsed_ms(), {}});
+  log_launcher_line("recovery: generation " + std::to_string(result_.generation) + " after " + cause);
   return true;
 }
 
 bool Supervisor::restart_rank(int rank, const std::string& cause) {
-  refresh_established();
+  const std::unique_ptr<Store> store = current_generation_store();
+  refresh_established(*store);
   // A survivor that dies while the generation begun for an earlier fault is
   // still gathering belongs to that recovery; any other death is a new fault.
   const bool same_recovery = !generation_established_ &&
-                             slots_[static_cast<std::size_t>(rank)].started_in < generation_ &&
+                             slots_[static_cast<std::size_t>(rank)].started_in < result_.generation &&
                              !result_.recoveries.empty();
   if (!same_recovery) {
     // A killed rank raises no poison mark: raise it for it, so its peers stop
     // at once instead of at their deadline (a peer blocked in an NCCL call
     // would not see the death otherwise).
     try {
-      raise_poison(*current_generation_store(),
-                   PoisonMark{result_.ranks[static_cast<std::size_t>(rank)].rank, "crash", cause});
+      raise_poison(*store, PoisonMark{result_.ranks[static_cast<std::size_t>(rank)].rank, "crash", cause});
     } catch (const std::exception& error) {
       log_launcher_line(std::string("cannot raise the poison mark of a dead rank: ") + error.what());
     }
     if (!begin_recovery(cause)) return false;
   }
-  spawn(rank, generation_);
+  spawn(rank, result_.generation);
   result_.recoveries.back().restarted_ranks.push_back(result_.ranks[static_cast<std::size_t>(rank)].rank);
   return true;
 }
@@ -316,8 +315,8 @@ bool Supervisor::restart_rank(int rank, const std::string& cause) {
 void Supervisor::watch_generation() {
   if (!warm() || stopping_ || now_ns() < next_generation_check_ns_) return;
   next_generation_check_ns_ = now_ns() + kGenerationCheckMs * kNsPerMs;
-  refresh_established();
   const std::unique_ptr<Store> store = current_generation_store();
+  refresh_established(*store);
   const std::optional<PoisonMark> mark = find_poisoned_peer(*store, -1, static_cast<int>(result_.ranks.size()));
   // A deterministic fault's rank exits with its code, which ends the job
   // through record_exit; only a curable mark begins a recovery from here.
@@ -337,11 +336,10 @@ void Supervisor::watch_generation() {
   }
   for (std::size_t rank = 0; rank < slots_.size(); ++rank) {
     const RankSlot& slot = slots_[rank];
-    if (!slot.running || slot.started_in == generation_ || store->check({parity_key(result_.ranks[rank].rank)})) {
-      continue;
-    }
+    const bool rejoined = store->check({parity_key(result_.ranks[rank].rank)});
+    if (!slot.running || slot.started_in == result_.generation || rejoined) continue;
     log_launcher_line("rank " + std::to_string(result_.ranks[rank].rank) + " did not rejoin generation " +
-                      std::to_string(generation_) + " within " + std::to_string(options_.recovery_ms) +
+                      std::to_string(result_.generation) + " within " + std::to_string(options_.recovery_ms) +
                       " ms: killed, to be started again");
     ::kill(-slot.pid, SIGKILL);
   }

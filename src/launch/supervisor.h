@@ -60,7 +60,7 @@ class Supervisor {
   // Warm recovery (LaunchOptions::on_fault kRestart).
   bool warm() const { return options_.on_fault == OnFault::kRestart; }
   std::unique_ptr<Store> current_generation_store() const;
-  void refresh_established();
+  void refresh_established(Store& generation_store);
   // Begins the next generation when the budget admits it; false otherwise.
   bool begin_recovery(const std::string& cause);
   // A curable death: the rank starts again into the current generation
@@ -118,9 +118,8 @@ class Supervisor {
   std::shared_ptr<Store> base_store_;  // opened only under kRestart
   std::unique_ptr<Store> job_store_;   // the job-level keys (recovery.h)
   std::optional<RestartBudget> restart_budget_;
-  std::uint32_t generation_ = 0;
   std::int64_t generation_begun_ns_ = 0;
-  bool generation_established_ = false;  // every rank published its parity record in generation_
+  bool generation_established_ = false;  // every rank published its parity record in result_.generation
   std::int64_t next_generation_check_ns_ = 0;
 };
 

@@ -205,8 +205,7 @@ GenerationEnd run_generation(const RunConfig& config, const RankEnv& env, const 
     // An injected fault strikes once, before the job's first recovery (no
     // current generation published yet): what a recovery must cure, not a
     // fault that recurs in every generation or in a restarted rank.
-    const bool first_generation = !job_store.check({std::string(kCurrentGenerationKey)});
-    const FaultPlan faults(first_generation ? config.injections : std::vector<Injection>{});
+    const FaultPlan faults(job_has_recovered(job_store) ? std::vector<Injection>{} : config.injections);
     const GroupTable table = group_table_for(config, env.rank, faults);
     const GroupBackendPlan backends = plan_group_backends_here(config);
     const ParityOutcome parity = exchange_parity(

@@ -84,7 +84,7 @@ void MeshRankSim::on_tick() {
   }
   if (activity_ == Activity::kExchanging && now_ns - exchange_started_ns_ > kDeadlineNs) {
     std::string missing;
-    const CollectiveBoard::Slot* slot = world_.board().find(board_group(generation_, kGroupMesh), exchange_seq_);
+    const CollectiveBoard::Slot* slot = world_.board().find(generation_key(generation_, kGroupMesh), exchange_seq_);
     for (std::size_t r = 0; slot != nullptr && r < slot->size(); ++r) {
       if (!(*slot)[r]) missing += " " + std::to_string(r + 1);
     }
@@ -261,7 +261,7 @@ void MeshRankSim::on_collective_done(std::uint64_t seq) {
 }
 
 void MeshRankSim::finish_exchange() {
-  const CollectiveBoard::Slot& slot = *world_.board().find(board_group(generation_, kGroupMesh), exchange_seq_);
+  const CollectiveBoard::Slot& slot = *world_.board().find(generation_key(generation_, kGroupMesh), exchange_seq_);
   static constexpr const char* kFields[kExchangeWords] = {"mesh ledger digest", "input digest", "kv-state digest"};
   for (std::size_t word = 0; word < kExchangeWords; ++word) {
     std::uint64_t first = 0;

@@ -130,12 +130,12 @@ void SimBackend::recv(void* data, std::size_t size_bytes, int peer, std::uint32_
   std::memcpy(data, bytes->data(), size_bytes);
 }
 
-std::string board_group(std::uint32_t generation, std::string_view group) {
-  return "g" + std::to_string(generation) + "/" + std::string(group);
+std::string generation_key(std::uint32_t generation, std::string_view name) {
+  return "g" + std::to_string(generation) + "/" + std::string(name);
 }
 
-std::uint32_t board_group_generation(const std::string& board_name) {
-  return static_cast<std::uint32_t>(std::stoul(board_name.substr(1, board_name.find('/') - 1)));
+std::uint32_t key_generation(const std::string& key) {
+  return static_cast<std::uint32_t>(std::stoul(key.substr(1, key.find('/') - 1)));
 }
 
 std::unique_ptr<Backend> SimBackendFactory::connect(Store&, const BackendGroupSpec& spec) {
@@ -145,7 +145,7 @@ std::unique_ptr<Backend> SimBackendFactory::connect(Store&, const BackendGroupSp
                                             " is not a member of group '" + spec.group_name + "'");
   }
   const int rank = static_cast<int>(it - spec.member_ranks.begin());
-  return std::make_unique<SimBackend>(board_, stats_, board_group(generation_, spec.group_name), spec.global_rank, rank,
+  return std::make_unique<SimBackend>(board_, stats_, generation_key(generation_, spec.group_name), spec.global_rank, rank,
                                       static_cast<int>(spec.member_ranks.size()));
 }
 

@@ -114,12 +114,12 @@ class SimBackend final : public Backend {
   bool aborted_ = false;
 };
 
-// The board's name of `group` in `generation` ("g1/mesh"): each generation
-// connects its own groups, as the runtime's store prefix and rings are per
-// generation.
-std::string board_group(std::uint32_t generation, std::string_view group);
-// The generation of a board_group() name.
-std::uint32_t board_group_generation(const std::string& board_name);
+// A name scoped to one generation ("g1/mesh", "g1/poison/2"): each
+// generation connects its own groups and keeps its own store keys, as the
+// runtime's store prefix and rings are per generation.
+std::string generation_key(std::uint32_t generation, std::string_view name);
+// The generation of a generation_key() name.
+std::uint32_t key_generation(const std::string& key);
 
 class SimBackendFactory final : public BackendFactory {
  public:

@@ -17,6 +17,14 @@ constexpr std::int64_t kDuplicateLagNsMax = 2 * kNsPerMs;
 
 std::string poison_key(int rank) { return "poison/" + std::to_string(rank); }
 
+// A rank's poison mark in its generation's keys, as its fatal path (or the
+// launcher, for a rank it saw die) raises it.
+void raise_poison_mark(SimStore& store, std::uint32_t generation, int rank, std::string_view code) {
+  const std::string mark =
+      R"({"rank": )" + std::to_string(rank) + R"(, "code": ")" + std::string(code) + R"("})";
+  store.set(generation_key(generation, poison_key(rank)), Bytes(mark.begin(), mark.end()));
+}
+
 bool process_failed(const SimRank& rank) {
   return rank.state() == RankState::kFailed || rank.state() == RankState::kCrashed;
 }
@@ -71,9 +79,7 @@ void SimRank::fail(ErrorCode code, const std::string& message) noexcept {
   failure_code_ = code;
   failed_at_ns_ = world_.now_ns();
   failure_ = "rank " + std::to_string(rank_) + ": " + message;  // Error::what() starts with the code name
-  const std::string mark = R"({"rank": )" + std::to_string(rank_) + R"(, "code": ")" +
-                           std::string(error_code_name(code)) + R"("})";
-  world_.store().set(generation_key(poison_key(rank_)), Bytes(mark.begin(), mark.end()));
+  raise_poison_mark(world_.store(), generation_, rank_, error_code_name(code));
   on_fatal();
   if (world_.recording()) world_.note("fatal " + failure_ + " (generation " + std::to_string(generation_) + ")");
 }
@@ -94,7 +100,7 @@ bool SimRank::drop_if_other_generation(const Message& message) {
 
 void SimRank::check_poison() const {
   for (int peer = 0; peer < world_.world_size(); ++peer) {
-    if (peer != rank_ && world_.store().check({generation_key(poison_key(peer))})) {
+    if (peer != rank_ && world_.store().check({generation_key(generation_, poison_key(peer))})) {
       throw Error(ErrorCode::kPeerFailure, "rank " + std::to_string(peer) + " left its poison mark in the store");
     }
   }
@@ -110,10 +116,6 @@ void SimRank::send(int to, const std::vector<std::uint8_t>& frame, std::vector<B
   world_.send(*this, to, frame, std::move(payload));
 }
 
-std::string SimRank::generation_key(const std::string& key) const {
-  return "g" + std::to_string(generation_) + "/" + key;
-}
-
 World::World(const Scenario& scenario, bool record_schedule, RankFactory make_rank)
     : scenario_(scenario),
       record_(record_schedule),
@@ -123,8 +125,8 @@ World::World(const Scenario& scenario, bool record_schedule, RankFactory make_ra
       restart_budget_(kSimRestartsMax, scenario.bound_ns()) {
   // Only the mesh gathers in the simulated pp job; its members are ranks 1..N.
   board_.set_completion_hook([this](const std::string& group, std::uint64_t seq) {
-    const std::uint32_t generation = board_group_generation(group);
-    LOCKSTEP_ASSERT(group == board_group(generation, kGroupMesh));
+    const std::uint32_t generation = key_generation(group);
+    LOCKSTEP_ASSERT(group == generation_key(generation, kGroupMesh));
     for (int r = 1; r < world_size(); ++r) {
       schedule(now_ns() + kLinkLatencyNs, EventKind::kCollectiveDone, r, generation, seq);
     }
@@ -227,8 +229,7 @@ void World::dispatch(const Event& event) {
   // The launcher sees a killed rank's exit; under kRestart it marks the rank
   // poisoned for its peers at once instead of leaving them to their deadlines.
   if (event.kind == EventKind::kCrash && scenario_.on_fault == OnFault::kRestart) {
-    const std::string mark = R"({"rank": )" + std::to_string(event.rank) + R"(, "code": "crash"})";
-    store_.set("g" + std::to_string(target.generation()) + "/" + poison_key(event.rank), Bytes(mark.begin(), mark.end()));
+    raise_poison_mark(store_, target.generation(), event.rank, "crash");
   }
 }
 

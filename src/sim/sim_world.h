@@ -96,9 +96,6 @@ class SimRank {
   void schedule_timer(std::int64_t at_ns, std::uint64_t timer);
   // Puts a frame (and its payload) on the wire to rank `to`.
   void send(int to, const std::vector<std::uint8_t>& frame, std::vector<Bytes> payload);
-  // Stores keys under this generation's prefix (job_token.h): a straggler's
-  // poison mark never reaches the next generation.
-  std::string generation_key(const std::string& key) const;
 
   World& world_;
   const int rank_;

@@ -153,15 +153,11 @@ void print_table(const nlohmann::json& s, const std::filesystem::path& job_dir) 
   std::printf("  job dir             %s\n", job_dir.c_str());
 }
 
-// Warm recovery, for the summary: every recovery the launcher made, and the
-// time from the last one's start to the first chunk emitted after it.
+// Warm recovery, for the summary: every recovery the launcher made (as it
+// wrote them to launch.json), and the time from the last one's start to the
+// first chunk emitted after it.
 void add_recoveries(nlohmann::json& summary, const LaunchResult& result) {
-  nlohmann::json recoveries = nlohmann::json::array();
-  for (const LaunchResult::Recovery& recovery : result.recoveries) {
-    recoveries.push_back({{"generation", recovery.generation}, {"cause", recovery.cause},
-                          {"after_ms", recovery.after_ms}, {"restarted_ranks", recovery.restarted_ranks}});
-  }
-  summary["recoveries"] = recoveries;
+  summary["recoveries"] = read_json(std::filesystem::path(result.job_dir) / "launch.json")["recoveries"];
   if (result.recoveries.empty()) return;
   const std::int64_t began_unix_ms = result.started_unix_ms + result.recoveries.back().after_ms;
   summary["resume_ms"] = summary["first_emit_unix_ms"].get<std::int64_t>() - began_unix_ms;
