@@ -61,6 +61,18 @@ std::string hex16(std::uint64_t value) {
 
 Bytes to_bytes(const std::string& text) { return Bytes(text.begin(), text.end()); }
 
+void check_generation(const JobCredentials& credentials) {
+  if (credentials.generation > kJobGenerationMax) {
+    throw Error(ErrorCode::kInvalidArgument, "generation " + std::to_string(credentials.generation) +
+                                                 " > kJobGenerationMax " + std::to_string(kJobGenerationMax));
+  }
+}
+
+// The key space every generation of the job shares ("job-<16 hex digits>").
+std::string job_prefix(const JobCredentials& credentials) {
+  return "job-" + hex16(seeded_digest(credentials, kPrefixSeed));
+}
+
 std::string describe_claim(const Bytes& value) {
   const std::string text(value.begin(), value.end());
   const std::size_t separator = text.find(kValueSeparator);
@@ -89,10 +101,7 @@ std::unique_ptr<Store> join_job(std::shared_ptr<Store> base, const JobCredential
                                 int rank, std::chrono::milliseconds timeout) {
   if (base == nullptr) throw Error(ErrorCode::kInvalidArgument, "join_job: base store is null");
   if (rank < 0) throw Error(ErrorCode::kInvalidArgument, "join_job: rank " + std::to_string(rank) + " < 0");
-  if (credentials.generation > kJobGenerationMax) {
-    throw Error(ErrorCode::kInvalidArgument, "join_job: generation " + std::to_string(credentials.generation) +
-                                                 " > kJobGenerationMax " + std::to_string(kJobGenerationMax));
-  }
+  check_generation(credentials);  // before anything is published
   const std::string mine = credentials.job_id + kValueSeparator + hex16(job_token_digest(credentials));
   if (rank == 0) {
     // Refuse to overwrite another job's claim: a late wrong-token rank 0
@@ -119,16 +128,12 @@ std::unique_ptr<Store> join_job(std::shared_ptr<Store> base, const JobCredential
 }
 
 std::unique_ptr<Store> job_level_store(std::shared_ptr<Store> base, const JobCredentials& credentials) {
-  return make_prefix_store(std::move(base), "job-" + hex16(seeded_digest(credentials, kPrefixSeed)));
+  return make_prefix_store(std::move(base), job_prefix(credentials));
 }
 
 std::unique_ptr<Store> generation_store(std::shared_ptr<Store> base, const JobCredentials& credentials) {
-  if (credentials.generation > kJobGenerationMax) {
-    throw Error(ErrorCode::kInvalidArgument, "generation " + std::to_string(credentials.generation) +
-                                                 " > kJobGenerationMax " + std::to_string(kJobGenerationMax));
-  }
-  return make_prefix_store(std::move(base), "job-" + hex16(seeded_digest(credentials, kPrefixSeed)) + "-g" +
-                                                std::to_string(credentials.generation));
+  check_generation(credentials);
+  return make_prefix_store(std::move(base), job_prefix(credentials) + "-g" + std::to_string(credentials.generation));
 }
 
 }  // namespace lockstep
