@@ -34,20 +34,10 @@ constexpr int kExitHardDeadline = 70, kExitKilled = 128 + SIGKILL;
 
 // The common job of every case; `extra` flags replace defaults of the same name.
 std::vector<std::string> job_args(int nproc, const std::vector<std::string>& extra) {
-  std::vector<std::pair<std::string, std::string>> flags{
-      {"--topology", "pp1"}, {"--nproc", std::to_string(nproc)}, {"--chunks", "6"}, {"--hard-cut-every", "0"},
-      {"--recompute-every", "2"}, {"--deadline-ms", "1500"}, {"--startup-deadline-ms", "20000"}};
-  for (std::size_t i = 0; i + 1 < extra.size(); i += 2) {
-    const auto same = [&](const auto& flag) { return flag.first == extra[i] && extra[i] != "--inject"; };
-    std::erase_if(flags, same);
-    flags.emplace_back(extra[i], extra[i + 1]);
-  }
-  std::vector<std::string> args{"run", "--json"};
-  for (const auto& [flag, value] : flags) {
-    args.push_back(flag);
-    args.push_back(value);
-  }
-  return args;
+  return run_json_args({{"--topology", "pp1"}, {"--nproc", std::to_string(nproc)}, {"--chunks", "6"},
+                        {"--hard-cut-every", "0"}, {"--recompute-every", "2"}, {"--deadline-ms", "1500"},
+                        {"--startup-deadline-ms", "20000"}},
+                       extra);
 }
 
 struct FailureCase {

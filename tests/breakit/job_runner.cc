@@ -115,6 +115,20 @@ JobRun wait_lockstep(JobHandle& handle, std::chrono::milliseconds bound) {
   return run;
 }
 
+std::vector<std::string> run_json_args(RunFlags defaults, const std::vector<std::string>& extra) {
+  for (std::size_t i = 0; i + 1 < extra.size(); i += 2) {
+    const auto same = [&](const auto& flag) { return flag.first == extra[i] && extra[i] != "--inject"; };
+    std::erase_if(defaults, same);
+    defaults.emplace_back(extra[i], extra[i + 1]);
+  }
+  std::vector<std::string> args{"run", "--json"};
+  for (const auto& [flag, value] : defaults) {
+    args.push_back(flag);
+    args.push_back(value);
+  }
+  return args;
+}
+
 JobRun run_lockstep(const std::vector<std::string>& args, std::chrono::milliseconds bound) {
   JobHandle handle = start_lockstep(args);
   return wait_lockstep(handle, bound);

@@ -12,6 +12,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -27,6 +28,12 @@ struct JobRun {
   std::filesystem::path job_dir;
   nlohmann::json json;      // parsed stdout when it is JSON, else null
 };
+
+// `run --json` with the `defaults` flags, each replaced by a pair of `extra`
+// ("--flag", "value", ...) naming the same flag; every other pair of `extra`,
+// and every --inject, is added.
+using RunFlags = std::vector<std::pair<std::string, std::string>>;
+std::vector<std::string> run_json_args(RunFlags defaults, const std::vector<std::string>& extra);
 
 // Starts `lockstep <args...> --job-dir <fresh dir>` and waits at most `bound`.
 JobRun run_lockstep(const std::vector<std::string>& args, std::chrono::milliseconds bound);

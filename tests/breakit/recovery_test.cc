@@ -35,25 +35,16 @@ constexpr int kNproc = 3;  // Stage 0, leader, worker
 // LOCKSTEP_RECOVERY_JOB adds flags to every job (the GPU machine runs these
 // cases with "--backend nccl --model small").
 std::vector<std::string> restart_args(const std::vector<std::string>& extra) {
-  std::vector<std::string> args{"run",          "--json",         "--on-fault",  "restart",
-                                "--topology",   "pp1",            "--nproc",     std::to_string(kNproc),
-                                "--chunks",     std::to_string(kChunks), "--hard-cut-every", "0",
-                                "--deadline-ms", "1500",          "--startup-deadline-ms", "20000"};
   std::vector<std::string> more;
   if (const char* text = std::getenv("LOCKSTEP_RECOVERY_JOB")) {
     std::istringstream words(text);
     for (std::string word; words >> word;) more.push_back(word);
   }
   more.insert(more.end(), extra.begin(), extra.end());
-  for (std::size_t i = 0; i + 1 < more.size(); i += 2) {  // "--flag value" pairs replace the default's
-    const auto same = std::find(args.begin(), args.end(), more[i]);
-    if (same != args.end() && more[i] != "--inject") {
-      *(same + 1) = more[i + 1];
-    } else {
-      args.insert(args.end(), {more[i], more[i + 1]});
-    }
-  }
-  return args;
+  return run_json_args({{"--on-fault", "restart"}, {"--topology", "pp1"}, {"--nproc", std::to_string(kNproc)},
+                        {"--chunks", std::to_string(kChunks)}, {"--hard-cut-every", "0"}, {"--deadline-ms", "1500"},
+                        {"--startup-deadline-ms", "20000"}},
+                       more);
 }
 
 std::vector<int> ints(const nlohmann::json& array) {
@@ -166,10 +157,8 @@ class RecoveryRefused : public ::testing::TestWithParam<DeterministicCase> {};
 
 TEST_P(RecoveryRefused, DeterministicFaultEndsTheJobWithoutARestart) {
   const DeterministicCase& c = GetParam();
-  std::vector<std::string> args = restart_args({"--inject", c.id});
-  const auto nproc = std::find(args.begin(), args.end(), "--nproc") + 1;
-  *nproc = std::to_string(c.nproc);
-  const JobRun run = run_lockstep(args, kRecoveryCaseBound);
+  const JobRun run = run_lockstep(restart_args({"--inject", c.id, "--nproc", std::to_string(c.nproc)}),
+                                  kRecoveryCaseBound);
   ASSERT_FALSE(run.hung) << c.id << " HUNG\n" << describe_job(run);
   EXPECT_NE(run.exit_code, 0) << describe_job(run);
   ASSERT_TRUE(run.json.is_object()) << describe_job(run);
