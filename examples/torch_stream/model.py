@@ -147,6 +147,10 @@ class ShardedDiT:
             })
         self.t_embed = to(_matrix(seed, 10, 1, range(1), range(d))[0])
 
+    def tensors(self) -> List[torch.Tensor]:
+        """Every weight of this shard, in a fixed order (what the parity handshake fingerprints)."""
+        return [layer[name] for layer in self.layers for name in sorted(layer)] + [self.t_embed]
+
     @staticmethod
     def _rmsnorm(x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + 1e-6)

@@ -12,6 +12,13 @@ and prints the overlap summary. The mesh runs the reference model
 inside lockstep.phase("generator") under a deadline, checks the plan's call
 count, and compares ledgers, input and KV-state digests once per chunk.
 Works on Gloo (CPU) and NCCL (--device cuda, one GPU per mesh rank).
+
+Under `lockstep launch --on-fault restart` the per-generation part (groups,
+channels, the stream loop) runs through lockstep.run_generations: a killed
+or stopped rank ends the generation, the launcher restarts only the dead,
+survivors keep their process and model, and Stage 0 resumes after the last
+chunk it emitted under a new epoch. `--inject kill:RANK:CHUNK` (or
+`stall:RANK:CHUNK`, a hang past the deadline) strikes once, in generation 0.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import signal
 import sys
 import time
 from typing import Deque, Dict, List, Tuple
@@ -45,33 +53,65 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--deadline-s", type=float, default=5.0, help="steady-state deadline")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", default="", help="save the emitted outputs (torch.save) here")
+    parser.add_argument("--inject", default="", help="kill:RANK:CHUNK or stall:RANK:CHUNK (generation 0 only)")
     return parser.parse_args()
 
 
+class Injection:
+    """A break-it fault: rank RANK, on chunk CHUNK of generation 0, kills itself or stalls past the deadline
+    (Stage 0 as it sends the chunk, a mesh rank inside its deadline for the chunk)."""
+
+    def __init__(self, spec: str, deadline_s: float) -> None:
+        self.kind, self.rank, self.chunk = "", -1, -1
+        # Past the deadline, and back well within the hard-exit deadline after it fired.
+        self.stall_s = deadline_s + 0.25
+        if spec:
+            kind, rank, chunk = spec.split(":")
+            if kind not in ("kill", "stall"):
+                raise lockstep.LockstepError(f"--inject {spec!r}: kind must be kill or stall", "invalid_argument", 2)
+            self.kind, self.rank, self.chunk = kind, int(rank), int(chunk)
+
+    def strike(self, rank: int, generation: int, chunk: int) -> None:
+        if not self.kind or (self.rank, self.chunk, generation) != (rank, chunk, 0):
+            return
+        print(f"INJECT {self.kind} chunk {chunk}", flush=True)
+        if self.kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(self.stall_s)
+
+
 class Stream:
-    """What every rank knows about the job."""
+    """What every rank keeps across generations: arguments, runtime, model, what Stage 0 emitted."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.config: ModelConfig = CONFIGS[args.model]
         self.rt = lockstep.init(timeout=args.deadline_s, startup_timeout=60.0,
                                 role="stage0" if int(os.environ["RANK"]) == 0 else "mesh")
-        if args.device == "cuda" and self.rt.rank > 0:  # one GPU per mesh rank; Stage 0 decodes on the CPU
-            torch.cuda.set_device((self.rt.local_rank - 1) % torch.cuda.device_count())
-        # World and boundary carry host data (Gloo); only the mesh runs on NCCL.
-        dist.init_process_group("gloo")
-        world_size = dist.get_world_size()
-        if world_size < 2:
+        if self.rt.world_size < 2:
             raise lockstep.LockstepError("stream.py needs Stage 0 and at least one mesh rank (--nproc >= 2)",
                                          "invalid_argument", 2)
-        self.mesh_ranks = list(range(1, world_size))
-        # Every rank makes every group, in one order (rank 0 too: torch's rule).
+        self.mesh_ranks = list(range(1, self.rt.world_size))
+        if args.device == "cuda" and self.rt.rank > 0:  # one GPU per mesh rank; Stage 0 decodes on the CPU
+            torch.cuda.set_device((self.rt.local_rank - 1) % torch.cuda.device_count())
+        self.device = f"cuda:{torch.cuda.current_device()}" if args.device == "cuda" and self.rt.rank > 0 else "cpu"
+        self.injection = Injection(args.inject, args.deadline_s)
+        # The model is loaded once per process and kept across generations.
+        self.model = None if self.rt.rank == 0 else ShardedDiT(self.config, self.rt.rank - 1, len(self.mesh_ranks),
+                                                                device=self.device)
+        self.emitted: List[Tuple[int, torch.Tensor]] = []  # by this process, across its generations
+
+    def connect(self, generation: lockstep.Generation) -> None:
+        """This generation's process groups: every rank makes every group, in one order (rank 0 too)."""
+        # World and boundary carry host data (Gloo); only the mesh runs on NCCL.
+        lt.init_process_group("gloo")
         self.world = lt.world()
-        self.mesh = lt.new_group("mesh", self.mesh_ranks, backend="nccl" if args.device == "cuda" else "gloo")
+        self.mesh = lt.new_group("mesh", self.mesh_ranks, backend="nccl" if self.args.device == "cuda" else "gloo")
         self.boundary = lt.new_group("boundary", [0, 1], backend="gloo")  # host tensors cross the boundary
         lt.install()
         self.codec = lockstep.codec()
-        self.device = f"cuda:{torch.cuda.current_device()}" if args.device == "cuda" and self.rt.rank > 0 else "cpu"
+        print(f"GENERATION {generation.number} pid {os.getpid()} start "
+              f"{generation.start.next_chunk} epoch {generation.start.epoch}", flush=True)
 
     def geometry(self) -> Tuple[int, int, int]:
         c = self.config
@@ -98,7 +138,7 @@ class DecodeWork:
             image = torch.nn.functional.interpolate(features.mean(dim=1, keepdim=True), size=image.shape[-2:])
 
 
-def run_stage0(s: Stream) -> Dict[str, object]:
+def run_stage0(s: Stream, generation: lockstep.Generation) -> Dict[str, object]:
     args, cfg = s.args, s.config
     readers = len(s.mesh_ranks)
     envelopes = lockstep.ControlChannel.create("envelopes", readers=readers, slots=args.depth + 2,
@@ -107,28 +147,32 @@ def run_stage0(s: Stream) -> Dict[str, object]:
     results = lockstep.ControlChannel.open("results", reader=0, readers=1, slots=args.depth + 2,
                                            slot_bytes=64 * 1024)
     lockstep.set_phase("control")
-    acceptance: lockstep.Acceptance[Tuple[torch.Tensor, float]] = lockstep.Acceptance(0, reorder_window=args.depth)
+    start = generation.start  # chunk 0 in epoch 0, or after a recovery where the last Stage 0 stopped emitting
+    acceptance: lockstep.Acceptance[Tuple[torch.Tensor, float]] = lockstep.Acceptance(start.epoch,
+                                                                                       reorder_window=args.depth)
     meter = lockstep.OverlapMeter()
     decode = DecodeWork(args.decode_ms)
     inflight: Deque[Tuple[int, int]] = collections.deque()  # (call_id, epoch) of sent envelopes
     produce_ms: Dict[int, float] = {}
     payload_sends: Dict[int, list] = {}  # call_id -> [(work, tensor)]: completed once the leader received them
-    emitted: List[Tuple[int, torch.Tensor]] = []
-    call_id, epoch, hard_cuts, recomputes, first_of_epoch = 0, 0, 0, 0, True
+    emitted = s.emitted
+    call_id, epoch, hard_cuts, recomputes, first_of_epoch = 0, start.epoch, 0, 0, True
     started = time.perf_counter()
 
     def send(chunk: int) -> None:
         nonlocal call_id, epoch, hard_cuts, recomputes, first_of_epoch
         begin = time.perf_counter()
-        if args.hard_cut_every and chunk and chunk % args.hard_cut_every == 0:
+        if args.hard_cut_every and chunk != start.next_chunk and chunk % args.hard_cut_every == 0:
             epoch += 1
             hard_cuts += 1
             first_of_epoch = True
             acceptance.begin_epoch(epoch)  # in-flight results of the old epoch are dropped on arrival
+            generation.advance(chunk, epoch)  # the chunks before it are emitted or dropped at this cut
             meter.break_segment()
         recompute = bool(args.recompute_every) and chunk % args.recompute_every == args.recompute_every - 1 \
             and not first_of_epoch
         recomputes += recompute
+        s.injection.strike(0, generation.number, chunk)
         call_id += 1
         n = cfg.tokens_per_chunk
         tensors = {"latents": chunk_tensor(n, cfg.dim, epoch, chunk)}
@@ -161,11 +205,13 @@ def run_stage0(s: Stream) -> Dict[str, object]:
                                                                  (output, result.stage1_us / 1000.0)):
             begin = time.perf_counter()
             decode(tensor)
+            generation.advance(result.chunk_index + 1, result.cache_epoch)  # the emit fence, then the emit
             stage0_ms = produce_ms.pop(released_id) + (time.perf_counter() - begin) * 1000.0
             meter.record(result.chunk_index, stage0_ms, stage1_ms, time.monotonic_ns())
             emitted.append((result.chunk_index, tensor))
+            print(f"EMIT chunk {result.chunk_index} epoch {result.cache_epoch}", flush=True)
 
-    chunk = 0
+    chunk = start.next_chunk
     while chunk < args.chunks or inflight:
         while chunk < args.chunks and len(inflight) < args.depth:
             send(chunk)
@@ -177,7 +223,8 @@ def run_stage0(s: Stream) -> Dict[str, object]:
     wall_s = time.perf_counter() - started
     summary = meter.summary()
     counters = acceptance.counters
-    report = {"emitted": len(emitted), "chunks": args.chunks, "wall_s": wall_s, "fps": len(emitted) / wall_s,
+    report = {"emitted": len(emitted), "chunks": args.chunks, "generation": generation.number,
+              "first_chunk": start.next_chunk, "wall_s": wall_s, "fps": len(emitted) / wall_s,
               "period_ms": summary["period_ms"]["median"], "stage0_ms": summary["stage0_ms"]["median"],
               "stage1_ms": summary["stage1_ms"]["median"], "overlap_score": summary["overlap_score"],
               "stale_drops": counters["stale_drops"], "hard_cuts": hard_cuts, "recomputes": recomputes}
@@ -186,19 +233,20 @@ def run_stage0(s: Stream) -> Dict[str, object]:
     return report
 
 
-def run_mesh(s: Stream) -> None:
+def run_mesh(s: Stream, generation: lockstep.Generation) -> None:
     args, cfg = s.args, s.config
     tp_rank, tp_size = s.mesh.rank, s.mesh.size
     leader = tp_rank == 0
-    model = ShardedDiT(cfg, tp_rank, tp_size, device=s.device)
-    cache = KvCache(cfg)
+    model = s.model
+    cache = KvCache(cfg)  # the cache does not outlive its generation: a recovery is a hard cut
     s.world.barrier()
     envelopes = lockstep.ControlChannel.open("envelopes", reader=tp_rank, readers=tp_size, slots=args.depth + 2,
                                              slot_bytes=64 * 1024)
     results = lockstep.ControlChannel.create("results", readers=1, slots=args.depth + 2,
                                              slot_bytes=64 * 1024) if leader else None
     lockstep.set_phase("control")
-    sequencer = lockstep.Sequencer(first_call_id=1, first_chunk_index=0, first_cache_epoch=0)
+    sequencer = lockstep.Sequencer(first_call_id=1, first_chunk_index=generation.start.next_chunk,
+                                   first_cache_epoch=generation.start.epoch)
     pending_output = None  # (work, tensor) of the last output sent to Stage 0
 
     def all_reduce(tensor: torch.Tensor) -> None:
@@ -231,6 +279,7 @@ def run_mesh(s: Stream) -> None:
             cache.reset()
         calls = 0
         with lockstep.phase("generator"), lockstep.watch("chunk", timeout=args.deadline_s):
+            s.injection.strike(s.rt.rank, generation.number, env.chunk_index)
             if plan.do_kv_recompute:
                 _, kv = model.call(by_key["context_override"], 0.0, None, plan.attention_bias, all_reduce)
                 cache.reset()
@@ -260,13 +309,19 @@ def run_mesh(s: Stream) -> None:
 
 def main() -> int:
     s = Stream(parse_args())
-    if s.rt.rank == 0:
-        report = run_stage0(s)
-        print("lockstep torch_stream: " + ", ".join(
-            f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items()), flush=True)
-    else:
-        run_mesh(s)
-    s.world.barrier()
+
+    def stream(generation: lockstep.Generation) -> None:
+        s.connect(generation)
+        if s.rt.rank == 0:
+            report = run_stage0(s, generation)
+            print("lockstep torch_stream: " + ", ".join(
+                f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items()), flush=True)
+        else:
+            run_mesh(s, generation)
+        s.world.barrier()
+
+    lockstep.run_generations(stream, parity={"model": s.args.model, "steps": s.args.steps, "depth": s.args.depth},
+                             fingerprint=None if s.model is None else lambda: lt.fingerprint(s.model.tensors()))
     dist.destroy_process_group()
     lockstep.shutdown()
     return 0

@@ -110,6 +110,14 @@ bool generation_is_current(Store& job_store, std::uint32_t generation);
 // not be cured), and what the store throws.
 std::uint32_t await_generation_after(Store& job_store, std::uint32_t ended, std::chrono::milliseconds timeout);
 
+// A survivor keeps its weights across generations, and a replacement loads
+// them again: either way the weight fingerprint `rank` computed at this
+// generation's handshake (computed again, never cached) must equal the one
+// recorded at the rank's first handshake of the job, which this records.
+// Throws Error{kParity} naming the rank, both fingerprints and generations,
+// and what the store throws.
+void check_kept_weights(Store& job_store, int rank, std::uint32_t generation, std::uint64_t fingerprint);
+
 // Where a generation's fatal dumps go: the job directory itself for the
 // first generation, <job_dir>/generations/g<G> for a later one, so the
 // doctor can read every generation's dumps and none replaces another's.

@@ -12,7 +12,12 @@ The adoption path, in a program started by ``lockstep launch --nproc N -- python
         mesh.all_reduce(x)                           # checked, ledgered, tracked
     mesh.verify()                                    # once per chunk: ledgers agree
 
-Modules: :mod:`lockstep.runtime` (init, watch, phase), :mod:`lockstep.torch`
+Under ``lockstep launch --on-fault restart`` the program runs its per-generation
+part through :func:`lockstep.run_generations` and keeps its weights across a
+warm recovery (:mod:`lockstep.recovery`).
+
+Modules: :mod:`lockstep.runtime` (init, watch, phase), :mod:`lockstep.recovery`
+(run_generations), :mod:`lockstep.torch`
 (guarded process groups), :mod:`lockstep.wire` (Envelope/Result codec),
 :mod:`lockstep.channel` (shared-memory control channel), :mod:`lockstep.flow`
 (acceptance rule, sequencer, overlap meter). Every error is a
@@ -22,11 +27,13 @@ Modules: :mod:`lockstep.runtime` (init, watch, phase), :mod:`lockstep.torch`
 from ._errors import LockstepError
 from .channel import ControlChannel, sweep_dead_rings
 from .flow import Acceptance, OverlapMeter, Sequencer
+from .recovery import Generation, StreamPosition, run_generations
 from .runtime import commit, current_phase, init, phase, runtime, set_context, set_phase, shutdown, watch
 from .wire import Codec, Decoded, Envelope, Plan, Result, TensorSpec, allocate, codec, payload_order
 
 __all__ = [
-    "Acceptance", "Codec", "ControlChannel", "Decoded", "Envelope", "LockstepError", "OverlapMeter", "Plan",
-    "Result", "Sequencer", "TensorSpec", "allocate", "codec", "commit", "current_phase", "init", "payload_order",
-    "phase", "runtime", "set_context", "set_phase", "shutdown", "sweep_dead_rings", "watch",
+    "Acceptance", "Codec", "ControlChannel", "Decoded", "Envelope", "Generation", "LockstepError", "OverlapMeter",
+    "Plan", "Result", "Sequencer", "StreamPosition", "TensorSpec", "allocate", "codec", "commit", "current_phase",
+    "init", "payload_order", "phase", "run_generations", "runtime", "set_context", "set_phase", "shutdown",
+    "sweep_dead_rings", "watch",
 ]

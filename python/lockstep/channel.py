@@ -8,7 +8,9 @@ removed by the launcher, or — under torchrun — by the next ring created on
 the host once every process that used them is dead.
 
 A channel endpoint belongs to the thread that first uses it: a call from
-another thread raises "ownership" naming both threads (A6).
+another thread raises "ownership" naming both threads (A6). Under warm
+recovery the fatal path cancels every channel of the process, so no rank
+waits on a ring of an ended generation.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class ControlChannel:
     def __init__(self, endpoint: "_core.ChannelEndpoint", ring: "_core.ShmRing") -> None:
         self._endpoint = endpoint
         self._ring = ring
+        # Under warm recovery the fatal path cancels it: waits on it end at once ("aborted"), host-wide.
+        endpoint.cancel_on_fault(runtime().core)
 
     @classmethod
     def create(cls, name: str, readers: int, slots: int = 4, slot_bytes: int = SLOT_BYTES_DEFAULT,

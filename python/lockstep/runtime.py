@@ -42,16 +42,37 @@ _runtime: Optional["Runtime"] = None
 
 
 class Runtime:
-    """The per-process guard made by :func:`init` (one per process)."""
+    """The per-process guard made by :func:`init` (one per process).
 
-    def __init__(self, core: "_core.ProcessRuntime", env: Dict[str, object], role: str,
-                 startup_ms: int, steady_ms: int, stack_fd: int) -> None:
-        self.core = core
+    ``core`` is the guard of the current generation of the job; under warm
+    recovery (:func:`lockstep.run_generations`) each generation gets a new
+    one, and the process, its threads and its weights stay.
+    """
+
+    def __init__(self, env: Dict[str, object], role: str, startup_ms: int, steady_ms: int, hard_exit_ms: int,
+                 parent_pid: int, policy: Dict[str, list], stack_signal: int, stack_fd: int, on_fault: str) -> None:
         self.env = env
         self.role = role
         self.startup_ms = startup_ms
         self.steady_ms = steady_ms
+        self.on_fault = on_fault
+        self._hard_exit_ms = hard_exit_ms
+        self._parent_pid = parent_pid
+        self._policy = policy
+        self._stack_signal = stack_signal
         self._stack_fd = stack_fd
+        self.core: "_core.ProcessRuntime" = self._make_core()
+
+    def _make_core(self) -> "_core.ProcessRuntime":
+        return _core.ProcessRuntime(self.env, self.role, self.startup_ms, self.steady_ms, self._hard_exit_ms,
+                                    self._parent_pid, self._policy, self._stack_signal, self._stack_fd,
+                                    self.on_fault == "restart")
+
+    def _enter_generation(self, generation: int) -> None:
+        """Replaces the guard of an ended generation by one of ``generation`` (joins it)."""
+        self.core = None  # type: ignore[assignment]  # the old one's watchdog and hard-exit clock stop here
+        self.env["generation"] = generation
+        self.core = self._make_core()
 
     @property
     def rank(self) -> int:
@@ -75,6 +96,7 @@ class Runtime:
 
     @property
     def generation(self) -> int:
+        """The job's generation this rank runs in (0 until a warm recovery)."""
         return int(self.env["generation"])
 
     @property
@@ -87,7 +109,8 @@ class Runtime:
         return self.startup_ms if self.core.phase() == "startup" else self.steady_ms
 
     def fail(self, code: str, message: str, exit_code: int) -> None:
-        """Runs the fatal path now; never returns."""
+        """Runs the fatal path now. Never returns, unless warm recovery is on and ``code`` is one a restart
+        can cure: then the generation has ended (see :func:`lockstep.run_generations`)."""
         self.core.fail(code, message, exit_code)
 
     def dump(self, message: str = "requested") -> str:
@@ -96,7 +119,8 @@ class Runtime:
 
     def close(self) -> None:
         """Stops the watchdog and the completion poller (clean end of the rank)."""
-        faulthandler.unregister(STACK_SIGNAL)
+        if self._stack_signal > 0:
+            faulthandler.unregister(self._stack_signal)
         os.close(self._stack_fd)
         self.core = None  # type: ignore[assignment]
 
@@ -125,7 +149,7 @@ def _ms(seconds: float, what: str) -> int:
 
 def init(*, role: str = "rank", startup_timeout: float = 30.0, timeout: float = 2.0,
          hard_exit_timeout: float = 1.5, phase_groups: Optional[Mapping[str, Sequence[str]]] = None,
-         python_stacks: bool = True, fatal_on_uncaught: bool = True) -> Runtime:
+         python_stacks: bool = True, fatal_on_uncaught: bool = True, on_fault: Optional[str] = None) -> Runtime:
     """Starts lockstep's guard for this rank and returns it.
 
     Reads RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE and LOCKSTEP_* (set by
@@ -147,6 +171,9 @@ def init(*, role: str = "rank", startup_timeout: float = 30.0, timeout: float = 
       fatal_on_uncaught: an uncaught exception in any thread ends the rank
         through the fatal path (dump, poison, exit code) instead of leaving
         its peers to time out.
+      on_fault: "exit" (a fault ends the job: crash > hang) or "restart"
+        (warm recovery through :func:`lockstep.run_generations`); default:
+        LOCKSTEP_ON_FAULT as ``lockstep launch --on-fault`` sets it, else "exit".
 
     Raises:
       LockstepError: "invalid_argument" naming a bad variable or argument,
@@ -167,15 +194,19 @@ def init(*, role: str = "rank", startup_timeout: float = 30.0, timeout: float = 
         if python_stacks:
             faulthandler.register(STACK_SIGNAL, file=stack_fd, all_threads=True, chain=False)
         policy = {str(k): [str(g) for g in v] for k, v in (phase_groups or {}).items()}
+        fault_policy = on_fault if on_fault is not None else os.environ.get("LOCKSTEP_ON_FAULT", "exit")
+        if fault_policy not in ("exit", "restart"):
+            raise error("invalid_argument", f"on_fault (or LOCKSTEP_ON_FAULT) must be 'exit' or 'restart', "
+                                            f"got {fault_policy!r}")
         try:
-            core = _core.ProcessRuntime(env, role, startup_ms, steady_ms, _ms(hard_exit_timeout, "hard_exit_timeout"),
-                                        parent_pid, policy, int(STACK_SIGNAL) if python_stacks else -1, stack_fd)
+            _runtime = Runtime(env, role, startup_ms, steady_ms, _ms(hard_exit_timeout, "hard_exit_timeout"),
+                               parent_pid, policy, int(STACK_SIGNAL) if python_stacks else -1, stack_fd,
+                               fault_policy)
         except BaseException:
             if python_stacks:
                 faulthandler.unregister(STACK_SIGNAL)
             os.close(stack_fd)
             raise
-        _runtime = Runtime(core, env, role, startup_ms, steady_ms, stack_fd)
         if fatal_on_uncaught:
             sys.excepthook = _fatal_excepthook
             threading.excepthook = _fatal_thread_excepthook
@@ -201,11 +232,14 @@ def shutdown() -> None:
 
 
 def _fail_with(exc: BaseException, tb: Optional[TracebackType]) -> None:
+    """The fatal path for ``exc``: a LockstepError keeps its code, anything else is "uncaught_exception".
+    Returns only when warm recovery ends the generation instead of the process."""
     current = _runtime
     if current is None:
         return
     if isinstance(exc, LockstepError):
         current.fail(exc.code, str(exc), exc.exit_code)
+        return
     text = "".join(traceback.format_exception(type(exc), exc, tb)).strip()
     current.fail("uncaught_exception", text[-4000:], 1)
 
@@ -233,24 +267,27 @@ class watch:
     current phase's deadline. Non-blocking to enter and leave (two atomics).
     """
 
-    __slots__ = ("_what", "_timeout_ms", "_group", "_ticket")
+    __slots__ = ("_what", "_timeout_ms", "_group", "_ticket", "_core")
 
     def __init__(self, what: str, timeout: Optional[float] = None, group: str = "") -> None:
         self._what = what
         self._timeout_ms = None if timeout is None else _ms(timeout, "timeout")
         self._group = group
         self._ticket: Optional[Tuple[int, int]] = None
+        self._core: Optional["_core.ProcessRuntime"] = None
 
     def __enter__(self) -> "watch":
         current = runtime()
         timeout_ms = self._timeout_ms if self._timeout_ms is not None else current.deadline_ms()
-        self._ticket = current.core.arm(self._what, timeout_ms, self._group)
+        self._core = current.core  # the generation's guard that armed it disarms it
+        self._ticket = self._core.arm(self._what, timeout_ms, self._group)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._ticket is not None:
-            runtime().core.disarm(self._ticket)
-            self._ticket = None
+        if self._ticket is not None and self._core is not None:
+            self._core.disarm(self._ticket)
+        self._ticket = None
+        self._core = None
 
 
 class phase:

@@ -25,13 +25,15 @@ Works with torch 1.13 (Gloo) and 2.x (NCCL, Gloo).
 from __future__ import annotations
 
 import collections
+import datetime
+import os
 import threading
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 
-from . import _core
+from . import _core, recovery
 from ._errors import LockstepError, error
 from .runtime import runtime
 from .wire import _DTYPE_NAMES
@@ -150,7 +152,7 @@ class GuardedGroup:
         if cuda:
             # Issued exactly as the caller asked: a blocking NCCL call makes the
             # current stream wait for the collective (the host does not wait).
-            work = issue(async_op)
+            work = self._issue(op, dtype, count, peer, seq, issue, async_op)
             event = self._event()
             if async_op:
                 # The caller waits later; completion is observed on a side
@@ -167,24 +169,29 @@ class GuardedGroup:
                                         event.cuda_event)
             return work if async_op else None
         if async_op:
-            work = issue(True)
+            work = self._issue(op, dtype, count, peer, seq, issue, True)
             flag = self._core.track_flag(self._lane, self.name, op, dtype, count, peer, self._timeout_ms, seq)
             try:
                 work.get_future().then(lambda future: _settle(flag, future))
             except RuntimeError:
                 # Gloo's p2p work of torch 1.13 has no future: completion is
                 # seen when the caller waits (within the deadline).
-                return _TrackedWork(work, flag)
-            return work
+                return _TrackedWork(work, flag, self.name, seq)
+            return _TrackedWork(work, None, self.name, seq)
         report = self._core.report
         report(self.name, op, dtype, count, peer, self._timeout_ms, seq, "started", "")
-        try:
-            issue(False)
-        except RuntimeError as exc:
-            report(self.name, op, dtype, count, peer, self._timeout_ms, seq, "failed", str(exc)[:200])
-            raise error("backend", f"group '{self.name}' seq {seq}: {exc}") from exc
+        self._issue(op, dtype, count, peer, seq, issue, False)
         report(self.name, op, dtype, count, peer, self._timeout_ms, seq, "completed", "")
         return None
+
+    def _issue(self, op: int, dtype: int, count: int, peer: int, seq: int, issue: Callable[[bool], Any],
+               async_op: bool) -> Any:
+        """The torch call; its failure is lockstep's "backend" error (a fault warm recovery can cure)."""
+        try:
+            return issue(async_op)
+        except RuntimeError as exc:
+            self._core.report(self.name, op, dtype, count, peer, self._timeout_ms, seq, "failed", str(exc)[:200])
+            raise error("backend", f"group '{self.name}' seq {seq}: {exc}") from exc
 
     def _guarded(self, op_name: str, tensor: Optional[torch.Tensor], count: int, peer: int, async_op: bool,
                  issue: Callable[[bool], Any]) -> Any:
@@ -292,11 +299,14 @@ class GuardedGroup:
             calls.append((call, self._admit(*call)))
             raw.append(_torch("P2POp")(_torch("isend") if is_send else _torch("irecv"), p2p.tensor, p2p.peer,
                                        group=self._pg, tag=getattr(p2p, "tag", 0)))
-        works = _torch("batch_isend_irecv")(raw)
+        try:
+            works = _torch("batch_isend_irecv")(raw)
+        except RuntimeError as exc:
+            raise error("backend", f"group '{self.name}' batch_isend_irecv of {len(raw)} ops: {exc}") from exc
         cuda = any(p2p.tensor.is_cuda for p2p in ops)
-        for (call, seq), work in zip(calls, works if len(works) == len(calls) else [works[0]] * len(calls)):
-            self._run(*call, seq, cuda, True, lambda a, w=work: w)
-        return works
+        tracked = [self._run(*call, seq, cuda, True, lambda a, w=work: w)
+                   for (call, seq), work in zip(calls, works if len(works) == len(calls) else [works[0]] * len(calls))]
+        return tracked[:len(works)]  # one per work torch returned (a coalesced batch returns one)
 
     # -- payloads and checks ---------------------------------------------------
     def broadcast_payload(self, tensors: Iterable[torch.Tensor], src: int) -> None:
@@ -367,24 +377,29 @@ def _p2p(blocking: str, nonblocking: str, tensor: torch.Tensor, peer: int, pg: A
 
 
 class _TrackedWork:
-    """A torch work handle whose wait() / is_completed() report completion to the tracker."""
+    """A torch work handle whose wait() fails as lockstep's "backend" error (a fault lockstep saw,
+    which warm recovery can cure) and, for work without a future, reports completion to the tracker."""
 
-    def __init__(self, work: Any, flag: Any) -> None:
+    def __init__(self, work: Any, flag: Any, group: str, seq: int) -> None:
         self._work = work
-        self._flag = flag
+        self._flag = flag  # None: the work's future settles the tracker
+        self._group = group
+        self._seq = seq
 
     def wait(self, *args: Any, **kwargs: Any) -> Any:
         try:
             result = self._work.wait(*args, **kwargs)
-        except Exception as exc:
-            self._flag.set_failed(str(exc)[:200])
-            raise
-        self._flag.set_done()
+        except RuntimeError as exc:
+            if self._flag is not None:
+                self._flag.set_failed(str(exc)[:200])
+            raise error("backend", f"group '{self._group}' seq {self._seq}: {exc}") from exc
+        if self._flag is not None:
+            self._flag.set_done()
         return result
 
     def is_completed(self) -> bool:
         done = self._work.is_completed()
-        if done:
+        if done and self._flag is not None:
             self._flag.set_done()
         return done
 
@@ -414,10 +429,12 @@ def new_group(name: str, ranks: Sequence[int], backend: Optional[str] = None, **
     Every rank of the world must call it for every group, members or not, in
     the same order (torch's rule, and lockstep's B3): rank 0 of a pp job calls
     ``new_group("mesh", [1, 2])`` too. Returns a handle on every rank; on a
-    non-member any call raises "membership" instead of being skipped.
+    non-member any call raises "membership" instead of being skipped. A Gloo
+    group's ``timeout`` defaults to lockstep's steady-state deadline.
     """
     current = runtime()
     members = sorted(int(r) for r in ranks)
+    _default_timeout(backend or dist.get_backend(), kwargs)
     pg = dist.new_group(ranks=members, backend=backend, **kwargs)
     current.core.add_group(name, members)
     return _register(GuardedGroup(name, members, pg if current.rank in members else None))
@@ -446,6 +463,90 @@ def guard(pg: Any, name: str, ranks: Optional[Sequence[int]] = None) -> GuardedG
     members = sorted(int(r) for r in ranks)
     current.core.add_group(name, members)
     return _register(GuardedGroup(name, members, pg if current.rank in members else None))
+
+
+# -- generations (warm recovery, lockstep.run_generations) ----------------------
+
+# Process groups of ended generations: never destroyed while the process
+# lives (a Gloo group's destructor joins a worker thread that may still sit in
+# an op on a stopped peer until the group's timeout), bounded by the
+# generations one process can join.
+_ended_process_groups: List[Any] = []
+
+
+def init_process_group(backend: str, *, timeout: Optional[float] = None, **kwargs: Any) -> None:
+    """``torch.distributed.init_process_group`` for the current generation of the job.
+
+    Generation 0 rendezvouses through ``env://`` as ``lockstep launch`` (or
+    torchrun) set it up; a later generation through a store of its own in
+    the job directory (``generations/g<G>/torch-store``), so a straggler of
+    an earlier generation can never join it. ``timeout`` (s) is the
+    backend's own; a Gloo group's defaults to lockstep's steady-state
+    deadline (as in :func:`new_group`), so an op stuck on a stopped peer ends
+    soon after lockstep's deadline fired.
+    """
+    current = runtime()
+    if timeout is not None:
+        kwargs["timeout"] = datetime.timedelta(seconds=timeout)
+    _default_timeout(backend, kwargs)
+    if current.generation == 0:
+        dist.init_process_group(backend, init_method="env://", **kwargs)
+        return
+    directory = os.path.join(current.job_dir, "generations", f"g{current.generation}")
+    os.makedirs(directory, exist_ok=True)
+    store = dist.FileStore(os.path.join(directory, "torch-store"), current.world_size)
+    dist.init_process_group(backend, store=store, rank=current.rank, world_size=current.world_size, **kwargs)
+
+
+def _default_timeout(backend: str, kwargs: Dict[str, Any]) -> None:
+    """A Gloo group's own timeout is lockstep's steady-state deadline unless the caller chose one: Gloo
+    cannot be aborted, and an op stuck on a stopped peer must end soon after lockstep's deadline fired.
+    NCCL keeps torch's (longer) timeout: lockstep aborts its communicators first."""
+    if "timeout" not in kwargs and str(backend).lower() == "gloo":
+        kwargs["timeout"] = datetime.timedelta(milliseconds=runtime().steady_ms)
+
+
+def fingerprint(weights: Any) -> int:
+    """The weights' fingerprint for the parity handshake: :func:`digest` of every tensor, folded in order.
+
+    ``weights`` is a ``torch.nn.Module`` (its ``state_dict()``, in key
+    order) or an iterable of tensors. Computed from the tensors' bytes each
+    call (a CUDA tensor is copied to the host), never cached: a rank whose
+    weights changed fails the next handshake.
+    """
+    tensors = weights.state_dict().values() if isinstance(weights, torch.nn.Module) else weights
+    folded = 0
+    for tensor in tensors:
+        folded = _core.digest_combine(folded, digest(tensor))
+    return folded
+
+
+def _abort_generation() -> None:
+    """On the recovery helper thread: aborts torch's communicators where torch can (NCCL, torch >= 2.x),
+    so a call blocked on a dead or stopped peer returns."""
+    abort = getattr(dist.distributed_c10d, "_abort_process_group", None)
+    if abort is None or not dist.is_initialized():
+        return
+    with _registry_lock:
+        groups = [g._pg for g in _groups_by_pg.values() if g._pg is not dist.group.WORLD]
+    for pg in groups:
+        abort(pg)
+    abort(None)
+
+
+def _forget_generation() -> None:
+    """After the body unwound: the ended generation's groups are discarded, never rebuilt in place."""
+    global _world, _next_lane
+    with _registry_lock:
+        _ended_process_groups.extend(g._pg for g in _groups_by_pg.values())
+        _groups_by_pg.clear()
+        _world = None
+        _next_lane = 0
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+recovery.on_generation_end(abort=_abort_generation, teardown=_forget_generation)
 
 
 # -- install(): the plain torch.distributed functions, guarded ------------------
@@ -564,4 +665,5 @@ def _refuse(name: str) -> Callable[..., Any]:
     return refused
 
 
-__all__ = ["GuardedGroup", "new_group", "world", "guard", "install", "digest", "LockstepError"]
+__all__ = ["GuardedGroup", "new_group", "world", "guard", "install", "digest", "fingerprint", "init_process_group",
+           "LockstepError"]

@@ -13,6 +13,7 @@
 #include "lockstep/acceptance.h"
 #include "lockstep/overlap_meter.h"
 #include "lockstep/shm_ring.h"
+#include "process_runtime.h"
 
 namespace py = pybind11;
 
@@ -41,7 +42,7 @@ py::dict distribution(const Distribution& d) {
 // One endpoint of a ring plus the buffer its receives copy into.
 struct ChannelEndpoint {
   std::shared_ptr<ShmRing> ring;  // keeps the mapping alive
-  std::unique_ptr<Channel> channel;
+  std::shared_ptr<Channel> channel;  // shared with the fatal path's cancel
   std::vector<std::uint8_t> buffer;
 };
 
@@ -182,6 +183,8 @@ void bind_flow(py::module_& m) {
              return py::bytes(reinterpret_cast<const char*>(endpoint.buffer.data()), size);
            })
       .def("cancel", [](ChannelEndpoint& endpoint) { endpoint.channel->cancel(); })
+      .def("cancel_on_fault",
+           [](const ChannelEndpoint& endpoint, ProcessRuntime& runtime) { runtime.cancel_on_fault(endpoint.channel); })
       .def_property_readonly("frame_bytes_max",
                              [](const ChannelEndpoint& endpoint) { return endpoint.channel->frame_bytes_max(); })
       .def("describe", [](const ChannelEndpoint& endpoint) { return endpoint.channel->describe(); });

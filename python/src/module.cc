@@ -11,6 +11,7 @@
 #include <pybind11/stl.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +19,9 @@
 #include "bindings.h"
 #include "cuda_event_probe.h"
 #include "lockstep/digest.h"
+#include "lockstep/job_token.h"
+#include "lockstep/parity.h"
+#include "lockstep/recovery.h"
 #include "lockstep/tripwire.h"
 #include "process_runtime.h"
 
@@ -115,7 +119,7 @@ void bind_runtime(py::module_& m) {
       .def(py::init([](const py::dict& env, const std::string& role, std::int64_t startup_ms,
                        std::int64_t steady_ms, std::int64_t hard_exit_ms, int parent_pid,
                        const std::map<std::string, std::vector<std::string>>& policy, int stack_signal,
-                       int stack_fd) {
+                       int stack_fd, bool end_generation_on_curable) {
              ProcessRuntimeOptions options;
              options.env = env_from(env);
              options.role = role;
@@ -126,12 +130,13 @@ void bind_runtime(py::module_& m) {
              if (!policy.empty()) options.policy = policy_from(policy);
              options.stack_signal = stack_signal;
              options.stack_fd = stack_fd;
+             options.end_generation_on_curable = end_generation_on_curable;
              py::gil_scoped_release release;
              return std::make_unique<ProcessRuntime>(std::move(options));
            }),
            py::arg("env"), py::arg("role"), py::arg("startup_ms"), py::arg("steady_ms"),
            py::arg("hard_exit_ms"), py::arg("parent_pid"), py::arg("policy"), py::arg("stack_signal"),
-           py::arg("stack_fd"))
+           py::arg("stack_fd"), py::arg("end_generation_on_curable"))
       // Deadlines (lockstep.watch).
       .def("arm",
            [](ProcessRuntime& rt, const std::string& what, std::int64_t timeout_ms, const std::string& group) {
@@ -159,10 +164,69 @@ void bind_runtime(py::module_& m) {
              cause.code_name = code;
              cause.kind = cause.code == ErrorCode::kTimeout ? DumpReasonKind::kTimeout : DumpReasonKind::kFatal;
              cause.message = message;
-             cause.exit_code = exit_code;
+             // The code's own exit status is no forced one (a forced one, such
+             // as an application's, ends the process under warm recovery too).
+             cause.exit_code = exit_code == exit_code_for(cause.code) ? 0 : exit_code;
              py::gil_scoped_release release;
              rt.fatal().fail(cause);
            })
+      .def("tripped", [](ProcessRuntime& rt) { return rt.fatal().tripped(); })
+      // Warm recovery (lockstep.run_generations).
+      .def("await_fatal_path",
+           [](ProcessRuntime& rt) {
+             py::gil_scoped_release release;
+             return rt.fatal().await_fatal_path();
+           },
+           "After a fail() that ended the generation: waits for its dump, poison mark and abort; False "
+           "when the fatal path never ran.")
+      .def("generation_cause",
+           [](ProcessRuntime& rt) {
+             const FatalCause& cause = rt.fatal().generation_cause();
+             return std::make_pair(cause.code_name.empty() ? std::string(error_code_name(cause.code)) : cause.code_name,
+                                   cause.message);
+           })
+      .def("wait_generation_end",
+           [](ProcessRuntime& rt) {
+             py::gil_scoped_release release;
+             return rt.wait_generation_end();
+           })
+      .def("release_waiters", &ProcessRuntime::release_waiters)
+      .def("close", &ProcessRuntime::close)
+      .def("generation_start",
+           [](ProcessRuntime& rt) {
+             py::gil_scoped_release release;
+             const StreamPosition start = generation_start(rt.job_store());
+             return std::make_pair(start.next_chunk, start.epoch);
+           })
+      .def("advance_stream",
+           [](ProcessRuntime& rt, std::uint64_t next_chunk, std::uint64_t epoch) {
+             py::gil_scoped_release release;
+             const std::uint32_t generation = rt.env().generation;
+             if (!generation_is_current(rt.job_store(), generation)) {
+               throw Error(ErrorCode::kPeerFailure,
+                           "Stage 0 of generation " + std::to_string(generation) +
+                               " is not the job's current generation (" +
+                               std::to_string(read_current_generation(rt.job_store())) +
+                               "): nothing of it may be emitted");
+             }
+             publish_stream_position(rt.job_store(), {next_chunk, epoch});
+           },
+           "Stage 0's emit fence and the stream position a replacement resumes from.")
+      .def("handshake",
+           [](ProcessRuntime& rt, const std::map<std::string, std::string>& fields,
+              std::optional<std::uint64_t> weights, std::int64_t timeout_ms) {
+             ParityInputs inputs;
+             inputs.topology = "torch";
+             inputs.world_size = rt.env().world_size;
+             inputs.resolved = fields;
+             const ParityRecord mine = make_parity_record(rt.env().rank, inputs);
+             py::gil_scoped_release release;
+             if (weights) check_kept_weights(rt.job_store(), rt.env().rank, rt.env().generation, *weights);
+             return exchange_parity(rt.store(), mine, rt.env().world_size, milliseconds(timeout_ms)).protocol_version;
+           },
+           "The parity handshake of this generation: `weights` (this rank's fingerprint) must equal the "
+           "one recorded at its first handshake of the job, and every rank's fields must be equal; raises "
+           "LockstepError('parity') naming the rank and values, or with a table of each differing field.")
       .def("dump_now",
            [](ProcessRuntime& rt, const std::string& message) {
              py::gil_scoped_release release;
@@ -235,12 +299,25 @@ void bind_runtime(py::module_& m) {
            })
       .def("in_flight", [](ProcessRuntime& rt, std::size_t lane) { return rt.tracker().in_flight(lane); });
 
+  m.def(
+      "await_generation_after",
+      [](const py::dict& env, std::uint32_t ended, std::int64_t timeout_ms) {
+        const RankEnv rank_env = env_from(env);
+        py::gil_scoped_release release;
+        const std::unique_ptr<Store> job_store =
+            job_level_store(open_store(rank_env), {rank_env.job_id, rank_env.job_token, ended});
+        return await_generation_after(*job_store, ended, milliseconds(timeout_ms));
+      },
+      "Blocks until the launcher began a generation after `ended` and returns it; raises "
+      "LockstepError('timeout') when none began in time.");
+
   m.def("digest_tensor", [](std::uintptr_t data, std::size_t bytes) {
     // digest_tensor of host memory the caller owns (a CPU tensor's storage):
     // the value lockstep's runtime computes for a chunk's tensors, on either side.
     py::gil_scoped_release release;
     return digest_tensor(reinterpret_cast<const void*>(data), bytes);
   });
+  m.def("digest_combine", &digest_combine, "Order-sensitive fold of per-item digests (lockstep/digest.h).");
   m.attr("LANES_MAX") = kCompletionLanesMax;
   py::dict ops;
   for (int op = 1; op <= static_cast<int>(CollectiveOp::kAllToAll); ++op) {

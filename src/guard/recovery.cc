@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "lockstep/digest.h"
 #include "lockstep/fatal.h"
 #include "lockstep/job_token.h"
 
@@ -143,6 +144,25 @@ std::uint32_t await_generation_after(Store& job_store, std::uint32_t ended, std:
                                          " ms (the launcher ended the job, or its restart budget is spent)");
   }
   return read_current_generation(job_store);
+}
+
+void check_kept_weights(Store& job_store, int rank, std::uint32_t generation, std::uint64_t fingerprint) {
+  const std::string key = "weights/" + std::to_string(rank);
+  if (!job_store.check({key})) {
+    write_text(job_store, key, digest_hex(fingerprint) + " " + std::to_string(generation));
+    return;
+  }
+  const std::string recorded = read_text(job_store, key);
+  const std::size_t space = recorded.find(' ');
+  const std::optional<std::uint64_t> first = digest_from_hex(std::string_view(recorded).substr(0, space));
+  if (space == std::string::npos || !first) {
+    throw Error(ErrorCode::kDecode, "job key '" + key + "': '" + recorded + "' is not '<fingerprint> <generation>'");
+  }
+  if (*first == fingerprint) return;
+  throw Error(ErrorCode::kParity, "rank " + std::to_string(rank) + ": weight fingerprint " + digest_hex(fingerprint) +
+                                      " in generation " + std::to_string(generation) + " differs from " +
+                                      digest_hex(*first) + " recorded in generation " + recorded.substr(space + 1) +
+                                      ": the weights this rank serves with are not the ones the job loaded");
 }
 
 std::filesystem::path generation_dir(const std::filesystem::path& job_dir, std::uint32_t generation) {

@@ -191,6 +191,7 @@ RankCommand rank_command(const LaunchOptions& options, const JobSetup& job, int 
       {"LOCKSTEP_JOB_TOKEN", job.job_token},
       {"LOCKSTEP_GENERATION", std::to_string(generation)},
       {"LOCKSTEP_LAUNCHER_PID", std::to_string(launcher_pid)},
+      {"LOCKSTEP_ON_FAULT", std::string(on_fault_name(options.on_fault))},
   };
   // PyTorch's flight recorder, on for the job unless the user configured it:
   // its dumps land beside lockstep's, where the doctor reads both, and its

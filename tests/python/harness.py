@@ -59,11 +59,11 @@ class Job:
 
 
 def launch(case_dir: str, argv: List[str], nproc: int, bound_s: float, env: Optional[Dict[str, str]] = None,
-           grace_ms: int = 2000) -> Job:
-    """Runs `lockstep launch --nproc N -- argv` in a fresh job directory under case_dir, at most bound_s."""
+           grace_ms: int = 2000, extra: Optional[List[str]] = None) -> Job:
+    """Runs `lockstep launch --nproc N [extra] -- argv` in a fresh job directory under case_dir, at most bound_s."""
     job_dir = tempfile.mkdtemp(prefix="job-", dir=case_dir)
     command = [LOCKSTEP_BIN, "launch", "--nproc", str(nproc), "--job-dir", job_dir, "--grace-ms", str(grace_ms),
-               "--"] + argv
+               *(extra or []), "--"] + argv
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True, env={**os.environ, **(env or {})})

@@ -217,6 +217,20 @@ class Runtime(unittest.TestCase):
         self.assertEqual([e.code for e in errors], ["ownership"])
         self.assertIn("thread", str(errors[0]))
 
+    def test_run_generations_under_exit_runs_the_body_once_after_the_handshake(self):
+        def body(generation: lockstep.Generation) -> tuple:
+            generation.advance(5, 0)  # under "exit" nothing resumes: no position is kept
+            return generation.number, tuple(generation.start), generation.resumed
+
+        self.assertEqual(self.rt.on_fault, "exit")
+        self.assertEqual(lockstep.run_generations(body, parity={"model": "tiny"}, fingerprint=lambda: 0xabc),
+                         (0, (0, 0), False))
+        # The weights this rank recorded at its first handshake are the ones it must keep.
+        with self.assertRaises(lockstep.LockstepError) as raised:
+            lockstep.run_generations(body, fingerprint=lambda: 0xabd)
+        self.assertEqual(raised.exception.code, "parity")
+        self.assertIn("recorded in generation 0", str(raised.exception))
+
     def test_dump_on_request(self):
         path = self.rt.dump("asked by the test")
         self.assertTrue(os.path.exists(path), path)
