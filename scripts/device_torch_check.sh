@@ -5,9 +5,13 @@
 # the streaming example on the GPUs, and the benchmarks of BENCHMARKS.md
 # "PyTorch": guarded vs raw process group on the 14B-shaped TP=2 step (NCCL)
 # and on the `small` shape (Gloo, CPU), and the control envelope fan-out to 8
-# local ranks against broadcast_object_list. Logs land in $OUT.
-# Usage (device tool, carry [".device"]): bash scripts/device_torch_check.sh
+# local ranks against broadcast_object_list; `recovery`: warm recovery of the
+# streaming example with its mesh on NCCL. Logs land in $OUT.
+# Usage (device tool, carry [".device"]):
+#   bash scripts/device_torch_check.sh [breakit|stream|bench|recovery ...]   (default: all)
 set -uo pipefail
+parts=("$@"); (( ${#parts[@]} )) || parts=(breakit stream bench recovery)
+has() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 source "$(dirname "$0")/device_configure.sh"
 cmake --build build/gpu -j "$(nproc)" --target lockstep lockstep_python > "$out/build.log" 2>&1 \
   || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
@@ -16,7 +20,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 python3 -c 'import torch; print("torch", torch.__version__, "gpus", torch.cuda.device_count())' | tee -a "$out/gpu.txt"
 export PYTHONPATH="$PWD/build/gpu/python" LOCKSTEP_BIN="$PWD/build/gpu/lockstep" PYTHONUNBUFFERED=1
 launch=(build/gpu/lockstep launch --grace-ms 2000)
-(cd tests/python && LOCKSTEP_TEST_DEVICE=cuda timeout 400 python3 -m unittest -v \
+has breakit && (cd tests/python && LOCKSTEP_TEST_DEVICE=cuda timeout 400 python3 -m unittest -v \
    test_torch_breakit.TorchBreakit.test_ok_streams_with_checks_on \
    test_torch_breakit.TorchBreakit.test_skipped_collective_is_a_hang_every_rank_leaves_within_the_deadline \
    test_torch_breakit.TorchBreakit.test_b1_rank0_in_a_mesh_collective_is_an_error_not_a_silent_skip \
@@ -25,8 +29,11 @@ launch=(build/gpu/lockstep launch --grace-ms 2000)
    test_torch_breakit.TorchBreakit.test_h1_one_ranks_input_perturbed \
    $( (( $(nvidia-smi -L | wc -l) >= 3 )) && echo test_torch_breakit.TorchBreakit.test_b4_count_differs_on_one_rank) \
    ) 2>&1 | tee "$out/breakit-nccl.log"
-timeout 120 "${launch[@]}" --nproc 3 -- python3 examples/torch_stream/stream.py --device cuda --chunks 24 \
-  2>&1 | tail -5 | tee "$out/stream-cuda.log"
+has stream && timeout 120 "${launch[@]}" --nproc 3 -- python3 examples/torch_stream/stream.py --device cuda \
+  --chunks 24 2>&1 | tail -5 | tee "$out/stream-cuda.log"
+has recovery && (cd tests/python && LOCKSTEP_TEST_DEVICE=cuda timeout 400 python3 -m unittest -v test_torch_recovery) \
+  2>&1 | tee "$out/recovery-nccl.log"
+has bench || exit 0
 timeout 200 "${launch[@]}" --nproc 2 -- python3 bench/torch/tp_step.py --device cuda --rounds 10 2>&1 | tail -3 \
   | tee "$out/bench.jsonl"
 timeout 100 "${launch[@]}" --nproc 2 -- python3 bench/torch/tp_step.py --device cpu --dim 256 --tokens 96 \

@@ -198,6 +198,10 @@ def init(*, role: str = "rank", startup_timeout: float = 30.0, timeout: float = 
         if fault_policy not in ("exit", "restart"):
             raise error("invalid_argument", f"on_fault (or LOCKSTEP_ON_FAULT) must be 'exit' or 'restart', "
                                             f"got {fault_policy!r}")
+        if fault_policy == "restart":
+            # torch's NCCL watchdog may abort communicators but must not end the
+            # process: lockstep decides what a fault ends (CleanUpOnly).
+            os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "2")
         try:
             _runtime = Runtime(env, role, startup_ms, steady_ms, _ms(hard_exit_timeout, "hard_exit_timeout"),
                                parent_pid, policy, int(STACK_SIGNAL) if python_stacks else -1, stack_fd,

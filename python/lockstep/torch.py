@@ -529,9 +529,11 @@ def _abort_generation() -> None:
         return
     with _registry_lock:
         groups = [g._pg for g in _groups_by_pg.values() if g._pg is not dist.group.WORLD]
-    for pg in groups:
-        abort(pg)
-    abort(None)
+    for pg in groups + [None]:  # None: the default group
+        try:
+            abort(pg)
+        except Exception:  # one group that cannot abort leaves the others to abort, and the hard-exit deadline
+            pass
 
 
 def _forget_generation() -> None:

@@ -6,6 +6,7 @@ recorded one recovery and restarted only the rank that died, that the
 survivors kept their process (same pid in both generations: their model was
 not loaded again), and that the stream resumed right after the last chunk
 Stage 0 emitted, under a new epoch, with every chunk emitted once, in order.
+Gloo on CI; LOCKSTEP_TEST_DEVICE=cuda puts the mesh on NCCL (GPU machines).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ STREAM = os.path.join(HERE, "..", "..", "examples", "torch_stream", "stream.py")
 BOUND_S = 150.0
 CHUNKS = 12
 ARGS = ["--chunks", str(CHUNKS), "--hard-cut-every", "0", "--recompute-every", "4", "--depth", "2",
-        "--decode-ms", "2", "--deadline-s", "2"]
+        "--decode-ms", "2", "--deadline-s", "2", "--device", os.environ.get("LOCKSTEP_TEST_DEVICE", "cpu")]
 GENERATION_LINE = re.compile(r"^\[rank (\d+)\] GENERATION (\d+) pid (\d+) start (\d+) epoch (\d+)$", re.M)
 EMIT_LINE = re.compile(r"^\[rank 0\] (?:GENERATION (\d+) .*|EMIT chunk (\d+) epoch (\d+))$", re.M)
 
