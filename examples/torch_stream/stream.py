@@ -40,6 +40,8 @@ import lockstep.torch as lt
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from model import CONFIGS, KvCache, ModelConfig, ShardedDiT  # noqa: E402
 
+STARTUP_TIMEOUT_S = 60.0  # joining a generation, and its first chunk
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -86,7 +88,7 @@ class Stream:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.config: ModelConfig = CONFIGS[args.model]
-        self.rt = lockstep.init(timeout=args.deadline_s, startup_timeout=60.0,
+        self.rt = lockstep.init(timeout=args.deadline_s, startup_timeout=STARTUP_TIMEOUT_S,
                                 role="stage0" if int(os.environ["RANK"]) == 0 else "mesh")
         if self.rt.world_size < 2:
             raise lockstep.LockstepError("stream.py needs Stage 0 and at least one mesh rank (--nproc >= 2)",
@@ -211,13 +213,16 @@ def run_stage0(s: Stream, generation: lockstep.Generation) -> Dict[str, object]:
             emitted.append((result.chunk_index, tensor))
             print(f"EMIT chunk {result.chunk_index} epoch {result.cache_epoch}", flush=True)
 
-    chunk = start.next_chunk
+    chunk, emitted_here = start.next_chunk, False
     while chunk < args.chunks or inflight:
         while chunk < args.chunks and len(inflight) < args.depth:
             send(chunk)
             chunk += 1
-        with lockstep.watch("result", timeout=args.deadline_s):
+        # A generation's first result waits for the pipeline to warm up (a
+        # restarted rank's first kernels and connections): the start-up deadline.
+        with lockstep.watch("result", timeout=args.deadline_s if emitted_here else STARTUP_TIMEOUT_S):
             receive()
+            emitted_here = True
     call_id += 1
     envelopes.publish(s.codec.encode_envelope(lockstep.Envelope("SHUTDOWN", call_id, 0, epoch)))
     wall_s = time.perf_counter() - started
@@ -278,7 +283,8 @@ def run_mesh(s: Stream, generation: lockstep.Generation) -> None:
         if plan.init_cache:
             cache.reset()
         calls = 0
-        with lockstep.phase("generator"), lockstep.watch("chunk", timeout=args.deadline_s):
+        timeout = STARTUP_TIMEOUT_S if env.chunk_index == generation.start.next_chunk else args.deadline_s
+        with lockstep.phase("generator"), lockstep.watch("chunk", timeout=timeout):
             s.injection.strike(s.rt.rank, generation.number, env.chunk_index)
             if plan.do_kv_recompute:
                 _, kv = model.call(by_key["context_override"], 0.0, None, plan.attention_bias, all_reduce)

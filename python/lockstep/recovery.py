@@ -170,7 +170,7 @@ def run_generations(body: Callable[[Generation], T], *, parity: Optional[Mapping
             _fail_with(exc, exc.__traceback__)  # returns only when the fault ends the generation
         else:
             if watcher is not None:
-                watcher.stop(current._hard_exit_ms / 1000.0)
+                watcher.stop(current.hard_exit_ms / 1000.0)
             return result
         _end_generation(current, watcher)
     raise error("limit", f"more than {GENERATIONS_PER_PROCESS_MAX} generations in one process")
@@ -180,7 +180,7 @@ def _end_generation(current: Runtime, watcher: _AbortWatcher) -> None:
     """Tears the ended generation down and joins the next (the process and its weights stay)."""
     core = current.core
     core.await_fatal_path()
-    watcher.stop(current._hard_exit_ms / 1000.0)
+    watcher.stop(current.hard_exit_ms / 1000.0)
     for hook in _teardown_hooks:  # within the hard-exit deadline, still running
         hook()
     core.close()  # the deadline ends with the generation's guard

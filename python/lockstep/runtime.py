@@ -56,7 +56,7 @@ class Runtime:
         self.startup_ms = startup_ms
         self.steady_ms = steady_ms
         self.on_fault = on_fault
-        self._hard_exit_ms = hard_exit_ms
+        self.hard_exit_ms = hard_exit_ms
         self._parent_pid = parent_pid
         self._policy = policy
         self._stack_signal = stack_signal
@@ -64,7 +64,7 @@ class Runtime:
         self.core: "_core.ProcessRuntime" = self._make_core()
 
     def _make_core(self) -> "_core.ProcessRuntime":
-        return _core.ProcessRuntime(self.env, self.role, self.startup_ms, self.steady_ms, self._hard_exit_ms,
+        return _core.ProcessRuntime(self.env, self.role, self.startup_ms, self.steady_ms, self.hard_exit_ms,
                                     self._parent_pid, self._policy, self._stack_signal, self._stack_fd,
                                     self.on_fault == "restart")
 

@@ -430,7 +430,7 @@ def new_group(name: str, ranks: Sequence[int], backend: Optional[str] = None, **
     the same order (torch's rule, and lockstep's B3): rank 0 of a pp job calls
     ``new_group("mesh", [1, 2])`` too. Returns a handle on every rank; on a
     non-member any call raises "membership" instead of being skipped. A Gloo
-    group's ``timeout`` defaults to lockstep's steady-state deadline.
+    group's ``timeout`` defaults to just after lockstep's steady-state deadline.
     """
     current = runtime()
     members = sorted(int(r) for r in ranks)
@@ -481,9 +481,9 @@ def init_process_group(backend: str, *, timeout: Optional[float] = None, **kwarg
     torchrun) set it up; a later generation through a store of its own in
     the job directory (``generations/g<G>/torch-store``), so a straggler of
     an earlier generation can never join it. ``timeout`` (s) is the
-    backend's own; a Gloo group's defaults to lockstep's steady-state
-    deadline (as in :func:`new_group`), so an op stuck on a stopped peer ends
-    soon after lockstep's deadline fired.
+    backend's own; a Gloo group's defaults to just after lockstep's
+    steady-state deadline (as in :func:`new_group`), so an op stuck on a
+    stopped peer ends after lockstep's deadline fired, within the hard exit.
     """
     current = runtime()
     if timeout is not None:
@@ -499,11 +499,13 @@ def init_process_group(backend: str, *, timeout: Optional[float] = None, **kwarg
 
 
 def _default_timeout(backend: str, kwargs: Dict[str, Any]) -> None:
-    """A Gloo group's own timeout is lockstep's steady-state deadline unless the caller chose one: Gloo
-    cannot be aborted, and an op stuck on a stopped peer must end soon after lockstep's deadline fired.
-    NCCL keeps torch's (longer) timeout: lockstep aborts its communicators first."""
+    """A Gloo group's own timeout, unless the caller chose one: lockstep's steady-state deadline plus half
+    the hard-exit deadline. Gloo cannot be aborted: an op stuck on a stopped peer must end after lockstep's
+    deadline fired (so lockstep names the cause) and before the hard exit (so under warm recovery the
+    rank unwinds and keeps its process). NCCL keeps torch's longer timeout: lockstep aborts it first."""
     if "timeout" not in kwargs and str(backend).lower() == "gloo":
-        kwargs["timeout"] = datetime.timedelta(milliseconds=runtime().steady_ms)
+        current = runtime()
+        kwargs["timeout"] = datetime.timedelta(milliseconds=current.steady_ms + current.hard_exit_ms // 2)
 
 
 def fingerprint(weights: Any) -> int:
