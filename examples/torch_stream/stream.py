@@ -76,7 +76,7 @@ class Injection:
     def strike(self, rank: int, generation: int, chunk: int) -> None:
         if not self.kind or (self.rank, self.chunk, generation) != (rank, chunk, 0):
             return
-        print(f"INJECT {self.kind} chunk {chunk}", flush=True)
+        print(f"INJECT {self.kind} chunk {chunk} unix_ms {time.time() * 1000:.0f}", flush=True)
         if self.kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(self.stall_s)
@@ -211,7 +211,8 @@ def run_stage0(s: Stream, generation: lockstep.Generation) -> Dict[str, object]:
             stage0_ms = produce_ms.pop(released_id) + (time.perf_counter() - begin) * 1000.0
             meter.record(result.chunk_index, stage0_ms, stage1_ms, time.monotonic_ns())
             emitted.append((result.chunk_index, tensor))
-            print(f"EMIT chunk {result.chunk_index} epoch {result.cache_epoch}", flush=True)
+            print(f"EMIT chunk {result.chunk_index} epoch {result.cache_epoch} unix_ms {time.time() * 1000:.0f}",
+                  flush=True)
 
     chunk, emitted_here = start.next_chunk, False
     while chunk < args.chunks or inflight:

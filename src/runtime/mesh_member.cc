@@ -3,6 +3,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -15,14 +16,31 @@ namespace lockstep {
 namespace {
 
 // Every mesh rank derives every shard's expected fingerprint from the seed,
-// so a shard mutated on one rank is named by the others too (H2).
+// so a shard mutated on one rank is named by the others too (H2). They are a
+// pure function of (model, seed, TP size, storage), derived once per process
+// — generating every shard on the CPU costs seconds at the 14B layer shape —
+// and kept across generations; the loaded weights' own fingerprint, which
+// they are compared with, is computed again at every handshake.
 std::vector<std::uint64_t> expected_fingerprints(const ModelConfig& config, std::uint64_t seed,
                                                  int tp_size, WeightStorage storage) {
-  std::vector<std::uint64_t> expected;
-  for (int tp_rank = 0; tp_rank < tp_size; ++tp_rank) {
-    expected.push_back(weight_shard_fingerprint(config, seed, tp_rank, tp_size, storage));
+  struct Derived {
+    std::string model;
+    std::uint64_t seed = 0;
+    int tp_size = 0;
+    WeightStorage storage{};
+    std::vector<std::uint64_t> fingerprints;
+  };
+  static std::mutex mutex;
+  static Derived derived;  // one model per process: the last one asked for
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (derived.fingerprints.empty() || derived.model != config.name || derived.seed != seed ||
+      derived.tp_size != tp_size || derived.storage != storage) {
+    derived = Derived{config.name, seed, tp_size, storage, {}};
+    for (int tp_rank = 0; tp_rank < tp_size; ++tp_rank) {
+      derived.fingerprints.push_back(weight_shard_fingerprint(config, seed, tp_rank, tp_size, storage));
+    }
   }
-  return expected;
+  return derived.fingerprints;
 }
 
 // --generate-ms sets the mesh's minimum time per chunk, so stage balance can

@@ -26,7 +26,7 @@ CHUNKS = 12
 ARGS = ["--chunks", str(CHUNKS), "--hard-cut-every", "0", "--recompute-every", "4", "--depth", "2",
         "--decode-ms", "2", "--deadline-s", "2", "--device", os.environ.get("LOCKSTEP_TEST_DEVICE", "cpu")]
 GENERATION_LINE = re.compile(r"^\[rank (\d+)\] GENERATION (\d+) pid (\d+) start (\d+) epoch (\d+)$", re.M)
-EMIT_LINE = re.compile(r"^\[rank 0\] (?:GENERATION (\d+) .*|EMIT chunk (\d+) epoch (\d+))$", re.M)
+EMIT_LINE = re.compile(r"^\[rank 0\] (?:GENERATION (\d+) .*|EMIT chunk (\d+) epoch (\d+) unix_ms \d+)$", re.M)
 
 
 class Stream:
