@@ -11,7 +11,8 @@ enforces it, enforced by, proven by.
   test must exist) and backticked gtest names Suite.Name (must be a TEST/TEST_F/
   TEST_P in tests/).
 - a row whose first cell is a rule id but that lacks a column is an error,
-  not skipped.
+  not skipped; every category holds 5-12 rules over all its pages (a
+  checklist a reader can paste into their own notes).
 - with --cli PATH: every backticked `lockstep <command> ...` in the manual
   names a real subcommand, and each --option it uses is one that command's
   --help lists (options after a bare `--` belong to the user's program).
@@ -25,8 +26,9 @@ enforces it, enforced by, proven by.
   recovery case under --on-fault restart); CASES.md
   names a ctest entry, a gtest or a tests/python module.Class.test_method.
 --self-test mutates copies of the manual (a missing test, a missing path, a
-malformed row, an unknown option, an identifier only used or a substring, a
-verdict row missing or wrong, a verdict without its section) and fails unless
+malformed row, a category of 13 rules, an unknown option, an identifier only
+used or a substring, a verdict row missing or wrong, a verdict without its
+section) and fails unless
 each mutation is caught.
 Exits 1 listing every broken link.
 """
@@ -42,6 +44,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 MANUAL = ROOT / "docs" / "manual"
 CASES = ROOT / "tests" / "breakit" / "CASES.md"
 RULE_COLUMNS = 5  # rule, in your PyTorch job, in lockstep, enforced by, proven by
+RULES_PER_CATEGORY = (5, 12)  # a category's checklist, over all its pages (issue 17)
 # SPEC §7's break-it cases are A1..H9; PT-<id> is the same case in a PyTorch
 # program (tests/python/test_torch_breakit.py), proven through the Python package.
 CASE_ID = re.compile(r"^(?:(?:PT-|R-)?[A-H][0-9]|R-[a-z][a-z-]*[a-z])$")
@@ -335,6 +338,7 @@ def check(manual, cli):
     cases = breakit_cases(tests, problems)
     pages = sorted(manual.glob("*.md"))
     rules = 0
+    per_category = {}
     for page in pages:
         text = page.read_text()
         for line in text.splitlines():
@@ -345,6 +349,7 @@ def check(manual, cli):
             if not re.match(r"^[A-H]\.[0-9]+$", cells[0]) or len(cells) != RULE_COLUMNS:
                 continue
             rules += 1
+            per_category[cells[0][0]] = per_category.get(cells[0][0], 0) + 1
             if len(cells[1]) < 20:
                 problems.append(f"{page.name}: rule {cells[0]}: no rule for a PyTorch job")
             check_enforced(page.name, cells[0], cells[3], problems)
@@ -353,6 +358,10 @@ def check(manual, cli):
             check_commands(page.name, text, cli, problems)
     if rules == 0:
         problems.append("docs/manual has no rule rows")
+    for category, count in sorted(per_category.items()):
+        if not RULES_PER_CATEGORY[0] <= count <= RULES_PER_CATEGORY[1]:
+            problems.append(f"category {category}: {count} rules over its pages; a checklist a reader can paste "
+                            f"holds {RULES_PER_CATEGORY[0]}-{RULES_PER_CATEGORY[1]}")
     check_verdicts(manual, problems)
     check_sources(manual, problems)
     return problems, len(pages), rules, len(cases)
@@ -363,6 +372,7 @@ MUTATIONS = [
     ("A-wire-protocol.md", "`Decode.TruncatedAtEveryLength`", "`Decode.NoSuchTest`", "does not exist"),
     ("A-wire-protocol.md", "`src/wire/frame.cc`", "`src/wire/no_such_file.cc`", "does not exist"),
     ("C-failure-shutdown.md", "| C.2 |", "| C.2 | a rule with no columns |\n| C.99 |", "of 5 columns"),
+    ("G-execution-parity.md", "| G.1 |", "| G.1 |" + " x | y | z | w |\n| G.1 |" * 6, "rules over its pages"),
     ("D-idempotency-replay.md", "| D.3 | A result can arrive twice (a retried send); drop duplicates by id, count them |",
      "| D.3 | - |", "no rule for a PyTorch job"),
     ("E-backpressure-overlap.md", "--chunks 8 --decode-ms 30`", "--chunks 8 --decode-ms 30 --no-such-option 1`",
