@@ -10,7 +10,9 @@ other rank, delivered and validated, two ways in one job:
   * torch: `broadcast_object_list` of the same dict over Gloo.
 Latency = receiver's time.perf_counter_ns() after decode minus the sender's
 before encode (one host, one monotonic clock); rank 0 paces the messages so
-no queue builds up. Rank 0 prints one JSON line with medians and the ratio.
+no queue builds up. Rank 0 prints one JSON line with medians and the ratio,
+and how much of lockstep's latency is the Python codec: the writer's encode
+(meta dict included) and the readers' decode.
 """
 
 from __future__ import annotations
@@ -64,17 +66,25 @@ def main() -> None:
         channel = lockstep.ControlChannel.open("fanout", reader=me - 1, readers=readers, slots=64,
                                                slot_bytes=16 * 1024, spin_us=args.spin_us)
     world.barrier()
-    latencies = []
+    latencies, codec_us = [], []  # codec_us: the writer's encode (with the meta), each reader's decode
     for i in range(args.messages):
         if me == 0:
             sent = time.perf_counter_ns()
-            channel.publish(codec.encode_envelope(lockstep.Envelope("NOOP", i + 1, meta=meta(i, sent))))
+            frame = codec.encode_envelope(lockstep.Envelope("NOOP", i + 1, meta=meta(i, sent)))
+            codec_us.append((time.perf_counter_ns() - sent) / 1000.0)
+            channel.publish(frame)
             pace(args.gap_us)
         else:
-            decoded = codec.decode_envelope(channel.receive(timeout=30.0))
-            latencies.append((time.perf_counter_ns() - decoded.message.meta["sent_ns"]) / 1000.0)
+            frame = channel.receive(timeout=30.0)
+            received = time.perf_counter_ns()
+            decoded = codec.decode_envelope(frame)
+            done = time.perf_counter_ns()
+            codec_us.append((done - received) / 1000.0)
+            latencies.append((done - decoded.message.meta["sent_ns"]) / 1000.0)
     world.barrier()
     lockstep_us = gather_medians(latencies, world)
+    decode_us = gather_medians(codec_us if me != 0 else [], world)
+    encode_us = statistics.median(codec_us) if me == 0 else 0.0
 
     # -- torch: broadcast_object_list over Gloo -----------------------------------
     latencies = []
@@ -95,6 +105,7 @@ def main() -> None:
                           "reader_spin_us": args.spin_us, "gap_us": args.gap_us,
                           "bytes": len(codec.encode_envelope(lockstep.Envelope("NOOP", 1, meta=meta(0, 0)))),
                           "lockstep_median_us": round(lockstep_us, 2),
+                          "of_which_encode_us": round(encode_us, 2), "of_which_decode_us": round(decode_us, 2),
                           "broadcast_object_list_median_us": round(torch_us, 2),
                           "speedup": round(torch_us / lockstep_us, 1)}), flush=True)
     dist.destroy_process_group()
