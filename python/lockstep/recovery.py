@@ -33,17 +33,20 @@ blocked call returns and its exception unwinds to :func:`run_generations`.
 That tears the generation down, waits for the launcher's next generation,
 builds a new guard for it, re-runs the parity handshake (the weight
 fingerprint recomputed, never cached) and calls the body again. The whole
-unwinding is bounded by the hard-exit deadline: a body that does not
-return in time is ended by ``_exit``, and the launcher restarts it cold.
+unwinding is bounded (the hard-exit deadline plus the steady deadline: a call
+blocked in Gloo, which cannot be aborted, returns when its group's own
+timeout fires): a body that does not return in time is ended by ``_exit``,
+and the launcher restarts it cold.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Callable, List, Mapping, NamedTuple, Optional, TypeVar
 
 from . import _core
-from ._errors import error
+from ._errors import LockstepError, error
 from .runtime import Runtime, _fail_with, runtime
 
 T = TypeVar("T")
@@ -170,7 +173,7 @@ def run_generations(body: Callable[[Generation], T], *, parity: Optional[Mapping
             _fail_with(exc, exc.__traceback__)  # returns only when the fault ends the generation
         else:
             if watcher is not None:
-                watcher.stop(current.hard_exit_ms / 1000.0)
+                watcher.stop(current.unwind_ms / 1000.0)
             return result
         _end_generation(current, watcher)
     raise error("limit", f"more than {GENERATIONS_PER_PROCESS_MAX} generations in one process")
@@ -180,10 +183,17 @@ def _end_generation(current: Runtime, watcher: _AbortWatcher) -> None:
     """Tears the ended generation down and joins the next (the process and its weights stay)."""
     core = current.core
     core.await_fatal_path()
-    watcher.stop(current.hard_exit_ms / 1000.0)
+    watcher.stop(current.unwind_ms / 1000.0)
     for hook in _teardown_hooks:  # within the hard-exit deadline, still running
         hook()
     core.close()  # the deadline ends with the generation's guard
     ended = current.generation
-    next_generation = _core.await_generation_after(current.env, ended, current.startup_ms)
+    try:
+        next_generation = _core.await_generation_after(current.env, ended, current.startup_ms)
+    except LockstepError as exc:
+        # No next generation: the launcher ended the job (its restart budget
+        # was spent, or the fault could not be cured). The generation's dump
+        # and poison mark are written; this rank ends with the code.
+        sys.stderr.write(f"lockstep: rank {current.rank}: {exc}\n")
+        raise SystemExit(exc.exit_code) from exc
     current._enter_generation(int(next_generation))

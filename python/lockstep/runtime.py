@@ -57,6 +57,12 @@ class Runtime:
         self.steady_ms = steady_ms
         self.on_fault = on_fault
         self.hard_exit_ms = hard_exit_ms
+        # Under warm recovery the fatal path ends the generation and the main
+        # thread must unwind; one blocked in a Gloo op (Gloo cannot be aborted)
+        # unwinds when the op's own timeout fires, at most the steady deadline
+        # plus half the hard-exit deadline after the fault (lockstep.torch): so
+        # the bound on unwinding grows by the steady deadline.
+        self.unwind_ms = hard_exit_ms + (steady_ms if on_fault == "restart" else 0)
         self._parent_pid = parent_pid
         self._policy = policy
         self._stack_signal = stack_signal
@@ -64,7 +70,7 @@ class Runtime:
         self.core: "_core.ProcessRuntime" = self._make_core()
 
     def _make_core(self) -> "_core.ProcessRuntime":
-        return _core.ProcessRuntime(self.env, self.role, self.startup_ms, self.steady_ms, self.hard_exit_ms,
+        return _core.ProcessRuntime(self.env, self.role, self.startup_ms, self.steady_ms, self.unwind_ms,
                                     self._parent_pid, self._policy, self._stack_signal, self._stack_fd,
                                     self.on_fault == "restart")
 
@@ -162,7 +168,8 @@ def init(*, role: str = "rank", startup_timeout: float = 30.0, timeout: float = 
       startup_timeout: deadline (s) of every guarded block until the first
         phase other than "startup".
       timeout: the steady-state deadline (s) after that.
-      hard_exit_timeout: from the first fatal trigger to ``_exit``, whatever hangs.
+      hard_exit_timeout: from the first fatal trigger to ``_exit``, whatever hangs
+        (under "restart", plus ``timeout``: the bound on unwinding the generation).
       phase_groups: which group names each phase allows, e.g.
         ``{"generator": ["mesh"], "control": ["world", "mesh", "boundary"]}``;
         default: lockstep's standard policy (startup/control: world, boundary,

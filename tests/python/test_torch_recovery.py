@@ -24,7 +24,7 @@ STREAM = os.path.join(HERE, "..", "..", "examples", "torch_stream", "stream.py")
 BOUND_S = 150.0
 CHUNKS = 12
 ARGS = ["--chunks", str(CHUNKS), "--hard-cut-every", "0", "--recompute-every", "4", "--depth", "2",
-        "--decode-ms", "2", "--deadline-s", "2", "--device", os.environ.get("LOCKSTEP_TEST_DEVICE", "cpu")]
+        "--decode-ms", "2", "--deadline-s", "3", "--device", os.environ.get("LOCKSTEP_TEST_DEVICE", "cpu")]
 GENERATION_LINE = re.compile(r"^\[rank (\d+)\] GENERATION (\d+) pid (\d+) start (\d+) epoch (\d+)$", re.M)
 EMIT_LINE = re.compile(r"^\[rank 0\] (?:GENERATION (\d+) .*|EMIT chunk (\d+) epoch (\d+) unix_ms \d+)$", re.M)
 
@@ -51,11 +51,12 @@ class TorchRecovery(JobTestCase):
     def recover(self, inject: str, restarted: List[int], nproc: int = 3) -> Stream:
         job = launch(self.case_dir, [PYTHON, STREAM, *ARGS, "--inject", inject], nproc=nproc, bound_s=BOUND_S,
                      extra=["--on-fault", "restart"])
-        self.assertEqual(job.exit_code, 0, job.describe())
+        context = f"{job.describe()}\n--- stdout (tail) ---\n{job.stdout[-4000:]}"
+        self.assertEqual(job.exit_code, 0, context)
         recoveries = job.launch["recoveries"]
-        self.assertEqual(len(recoveries), 1, recoveries)
+        self.assertEqual(len(recoveries), 1, f"{recoveries}\n{context}")
         self.assertEqual(recoveries[0]["generation"], 1, recoveries)
-        self.assertEqual(sorted(recoveries[0]["restarted_ranks"]), restarted, f"{recoveries}\n{job.describe()}")
+        self.assertEqual(sorted(recoveries[0]["restarted_ranks"]), restarted, f"{recoveries}\n{context}")
         stream = Stream(job.stdout)
         for rank in range(nproc):
             before, after = stream.pids[(rank, 0)], stream.pids[(rank, 1)]
