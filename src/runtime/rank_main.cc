@@ -185,6 +185,12 @@ GenerationEnd run_generation(const RunConfig& config, const RankEnv& env, const 
   recorder.set_phase("startup");
   FatalOptions fatal_options{env.rank, env.world_size, role_of(config, env.rank), generation_dir(env.job_dir, generation)};
   fatal_options.end_generation_on_curable = config.on_fault == OnFault::kRestart;
+  if (fatal_options.end_generation_on_curable) {
+    // The rank must unwind, not only exit: a thread blocked in a Gloo
+    // collective, which abort() cannot interrupt, returns when the op's own
+    // timeout (the steady deadline) fires.
+    fatal_options.hard_exit_deadline += milliseconds(config.deadline_ms);
+  }
   FatalHandler fatal(fatal_options, recorder, store.get());
   WatchdogOptions watchdog_options;
   watchdog_options.startup_deadline = startup;
