@@ -103,6 +103,12 @@ StreamPosition generation_start(Store& job_store);
 // Stage 0's emit fence: true before any recovery (no current generation
 // published) or while the launcher's current generation is `generation`.
 bool generation_is_current(Store& job_store, std::uint32_t generation);
+// Stage 0 just before an emit (and at a hard cut): the fence, then the
+// position. Throws Error{kPeerFailure} naming both generations when
+// `generation` is no longer the current one (the launcher began the next: a
+// peer died, nothing of this generation may be emitted, and the curable
+// fault takes the rank into the next generation); what the store throws.
+void advance_stream(Store& job_store, std::uint32_t generation, const StreamPosition& position);
 // A rank whose generation `ended` (a curable fault): blocks until the
 // launcher began a later generation and returns the current one. Throws
 // Error{kTimeout} naming `ended` when none began within `timeout` (the

@@ -170,7 +170,6 @@ void bind_runtime(py::module_& m) {
              py::gil_scoped_release release;
              rt.fatal().fail(cause);
            })
-      .def("tripped", [](ProcessRuntime& rt) { return rt.fatal().tripped(); })
       // Warm recovery (lockstep.run_generations).
       .def("await_fatal_path",
            [](ProcessRuntime& rt) {
@@ -179,12 +178,6 @@ void bind_runtime(py::module_& m) {
            },
            "After a fail() that ended the generation: waits for its dump, poison mark and abort; False "
            "when the fatal path never ran.")
-      .def("generation_cause",
-           [](ProcessRuntime& rt) {
-             const FatalCause& cause = rt.fatal().generation_cause();
-             return std::make_pair(cause.code_name.empty() ? std::string(error_code_name(cause.code)) : cause.code_name,
-                                   cause.message);
-           })
       .def("wait_generation_end",
            [](ProcessRuntime& rt) {
              py::gil_scoped_release release;
@@ -201,15 +194,7 @@ void bind_runtime(py::module_& m) {
       .def("advance_stream",
            [](ProcessRuntime& rt, std::uint64_t next_chunk, std::uint64_t epoch) {
              py::gil_scoped_release release;
-             const std::uint32_t generation = rt.env().generation;
-             if (!generation_is_current(rt.job_store(), generation)) {
-               throw Error(ErrorCode::kPeerFailure,
-                           "Stage 0 of generation " + std::to_string(generation) +
-                               " is not the job's current generation (" +
-                               std::to_string(read_current_generation(rt.job_store())) +
-                               "): nothing of it may be emitted");
-             }
-             publish_stream_position(rt.job_store(), {next_chunk, epoch});
+             advance_stream(rt.job_store(), rt.env().generation, {next_chunk, epoch});
            },
            "Stage 0's emit fence and the stream position a replacement resumes from.")
       .def("handshake",

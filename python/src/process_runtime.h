@@ -96,8 +96,8 @@ class ProcessRuntime {
   void set_phase(Phase phase);
 
   // Under warm recovery the fatal path cancels `channel` (waking its waiters
-  // on every rank of the host) unless it is gone by then. Throws Error{kLimit} past
-  // kCancelledChannelsMax live channels. Any thread.
+  // on every rank of the host) unless it is gone by then. Throws
+  // Error{kLimit} past kCancelledChannelsMax live channels. Any thread.
   void cancel_on_fault(std::weak_ptr<Channel> channel);
   // Blocks until the fatal path has aborted this generation (true) or
   // release_waiters() was called (false). Any thread.
@@ -107,7 +107,10 @@ class ProcessRuntime {
  private:
   template <typename T>
   T* open_or_throw(T* part) const {
-    if (part == nullptr) throw Error(ErrorCode::kAborted, "the guard of generation " + std::to_string(options_.env.generation) + " was closed");
+    if (part == nullptr) {
+      throw Error(ErrorCode::kAborted,
+                  "the guard of generation " + std::to_string(options_.env.generation) + " was closed");
+    }
     return part;
   }
   void abort_generation() noexcept;

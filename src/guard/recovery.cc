@@ -134,6 +134,16 @@ bool generation_is_current(Store& job_store, std::uint32_t generation) {
   return !job_has_recovered(job_store) || read_current_generation(job_store) == generation;
 }
 
+void advance_stream(Store& job_store, std::uint32_t generation, const StreamPosition& position) {
+  if (!generation_is_current(job_store, generation)) {
+    throw Error(ErrorCode::kPeerFailure, "Stage 0 of generation " + std::to_string(generation) +
+                                             " is not the job's current generation (" +
+                                             std::to_string(read_current_generation(job_store)) +
+                                             "): nothing of it may be emitted");
+  }
+  publish_stream_position(job_store, position);
+}
+
 std::uint32_t await_generation_after(Store& job_store, std::uint32_t ended, std::chrono::milliseconds timeout) {
   try {
     job_store.get(generation_started_key(ended + 1), timeout);

@@ -510,15 +510,7 @@ void Stage0::emit(DecodeItem& item) {
 // position a replacement resumes from moves with every emit and cut.
 void Stage0::publish_position(std::uint64_t next_chunk, std::uint64_t epoch) {
   if (context_.config.on_fault != OnFault::kRestart) return;  // nothing will resume
-  if (!generation_is_current(context_.job_store, context_.generation)) {
-    // The launcher began the next generation (a peer died): this one has
-    // ended, and a curable fault takes this rank into the next one.
-    throw Error(ErrorCode::kPeerFailure, "Stage 0 of generation " + std::to_string(context_.generation) +
-                                             " is not the job's current generation (" +
-                                             std::to_string(read_current_generation(context_.job_store)) +
-                                             "): nothing of it may be emitted");
-  }
-  publish_stream_position(context_.job_store, {next_chunk, epoch});
+  advance_stream(context_.job_store, context_.generation, {next_chunk, epoch});
 }
 
 }  // namespace lockstep
