@@ -68,10 +68,11 @@ class Injection:
         # Past the deadline, and back well within the hard-exit deadline after it fired.
         self.stall_s = deadline_s + 0.25
         if spec:
-            kind, rank, chunk = spec.split(":")
-            if kind not in ("kill", "stall"):
-                raise lockstep.LockstepError(f"--inject {spec!r}: kind must be kill or stall", "invalid_argument", 2)
-            self.kind, self.rank, self.chunk = kind, int(rank), int(chunk)
+            parts = spec.split(":")
+            if len(parts) != 3 or parts[0] not in ("kill", "stall") or not all(p.isdigit() for p in parts[1:]):
+                raise lockstep.LockstepError(f"--inject {spec!r}: expected kill:RANK:CHUNK or stall:RANK:CHUNK",
+                                             "invalid_argument", 2)
+            self.kind, self.rank, self.chunk = parts[0], int(parts[1]), int(parts[2])
 
     def strike(self, rank: int, generation: int, chunk: int) -> None:
         if not self.kind or (self.rank, self.chunk, generation) != (rank, chunk, 0):
