@@ -51,14 +51,13 @@ class Plan:
     attention_bias: float = 0.0
     expected_generator_calls: Optional[int] = None  # default: steps + recompute
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_tuple(self) -> Tuple[int, int, List[float], bool, bool, float, int]:
+        """The plan's fields in declaration order, the default generator count filled in."""
         expected = self.expected_generator_calls
         if expected is None:
             expected = self.num_denoise_steps + (1 if self.do_kv_recompute else 0)
-        return {"plan_id": int(self.plan_id), "num_denoise_steps": int(self.num_denoise_steps),
-                "timesteps": [float(t) for t in self.timesteps], "do_kv_recompute": bool(self.do_kv_recompute),
-                "init_cache": bool(self.init_cache), "attention_bias": float(self.attention_bias),
-                "expected_generator_calls": int(expected)}
+        return (int(self.plan_id), int(self.num_denoise_steps), [float(t) for t in self.timesteps],
+                bool(self.do_kv_recompute), bool(self.init_cache), float(self.attention_bias), int(expected))
 
 
 @dataclass
@@ -182,53 +181,58 @@ class Codec:
         self.sender_rank = sender_rank
         self.version = version
 
-    def _frame(self, message: Union[Envelope, Result]) -> Dict[str, Any]:
+    def _context(self, message: Union[Envelope, Result]) -> Tuple[int, int, int]:
         if message.action not in ACTIONS:
             raise error("schema", f"unknown action {message.action!r} (one of {', '.join(ACTIONS)})")
-        return {"action": message.action, "call_id": int(message.call_id), "chunk_index": int(message.chunk_index),
-                "cache_epoch": int(message.cache_epoch), "geometry": tuple(int(g) for g in message.geometry),
-                "error_reason": message.error_reason, "version": self.version, "sender_rank": self.sender_rank,
-                "token_digest": self.token_digest}
+        return (self.version, self.sender_rank, self.token_digest)
 
     def encode_envelope(self, envelope: Envelope) -> bytes:
         """Preflight, then the whole frame; raises LockstepError naming the field before anything exists."""
-        spec = self._frame(envelope)
-        spec["meta"] = envelope.meta
-        spec["plan"] = envelope.plan.to_dict() if envelope.plan is not None else None
-        return _core.encode_envelope(spec, _describe_all(envelope.tensors))
+        context = self._context(envelope)
+        plan = envelope.plan
+        return _core.encode_envelope(
+            context, envelope.action, _ids(envelope), _geometry(envelope), envelope.meta, envelope.error_reason,
+            plan.to_tuple() if plan is not None else None, _describe_all(envelope.tensors))
 
     def encode_result(self, result: Result) -> bytes:
         """Preflight, then the whole frame; raises LockstepError naming the field."""
-        spec = self._frame(result)
-        spec.update({"plan_id": int(result.plan_id), "observed_generator_calls": int(result.observed_generator_calls),
-                     "stage1_us": int(result.stage1_us), "idle_us": int(result.idle_us),
-                     "digests": tuple(int(d) for d in result.digests), "kv_frames": result.kv_frames})
-        return _core.encode_result(spec, _describe_all(result.tensors))
+        context = self._context(result)
+        return _core.encode_result(
+            context, result.action, _ids(result), _geometry(result), int(result.plan_id),
+            int(result.observed_generator_calls), int(result.stage1_us), int(result.idle_us),
+            tuple(int(d) for d in result.digests), result.kv_frames, result.error_reason,
+            _describe_all(result.tensors))
 
     def decode_envelope(self, frame: bytes) -> Decoded:
         """Decodes and validates an envelope frame (checksums, token, version, schema)."""
-        raw = _core.decode_envelope(frame, self.token_digest, self.version)
-        plan = raw["plan"]
-        envelope = Envelope(action=raw["action"], call_id=raw["call_id"], chunk_index=raw["chunk_index"],
-                            cache_epoch=raw["cache_epoch"], plan=Plan(**plan) if plan is not None else None,
-                            geometry=tuple(raw["geometry"]), meta=raw["meta"], error_reason=raw["error_reason"])
-        return self._decoded(envelope, raw)
+        (action, (call_id, chunk_index, cache_epoch), geometry, meta, error_reason, plan, manifest, sender_rank,
+         body_checksum) = _core.decode_envelope(frame, self.token_digest, self.version)
+        envelope = Envelope(action, call_id, chunk_index, cache_epoch, Plan(*plan) if plan is not None else None,
+                            geometry, meta, error_reason=error_reason)
+        return Decoded(envelope, _manifest(manifest), sender_rank, body_checksum)
 
     def decode_result(self, frame: bytes) -> Decoded:
         """Decodes and validates a result frame."""
-        raw = _core.decode_result(frame, self.token_digest, self.version)
-        result = Result(action=raw["action"], call_id=raw["call_id"], chunk_index=raw["chunk_index"],
-                        cache_epoch=raw["cache_epoch"], plan_id=raw["plan_id"],
-                        observed_generator_calls=raw["observed_generator_calls"], geometry=tuple(raw["geometry"]),
-                        stage1_us=raw["stage1_us"], idle_us=raw["idle_us"], digests=tuple(raw["digests"]),
-                        kv_frames=raw["kv_frames"], error_reason=raw["error_reason"])
-        return self._decoded(result, raw)
+        (action, (call_id, chunk_index, cache_epoch), geometry, plan_id, observed_generator_calls, stage1_us, idle_us,
+         digests, kv_frames, error_reason, manifest, sender_rank,
+         body_checksum) = _core.decode_result(frame, self.token_digest, self.version)
+        result = Result(action, call_id, chunk_index, cache_epoch, plan_id, observed_generator_calls, geometry,
+                        stage1_us, idle_us, digests, kv_frames, error_reason=error_reason)
+        return Decoded(result, _manifest(manifest), sender_rank, body_checksum)
 
-    @staticmethod
-    def _decoded(message: Union[Envelope, Result], raw: Dict[str, Any]) -> Decoded:
-        manifest = [TensorSpec(key, index, _DTYPE_BY_VALUE[dtype], tuple(shape), size)
-                    for key, index, dtype, shape, size in raw["manifest"]]
-        return Decoded(message, manifest, raw["sender_rank"], raw["body_checksum"])
+
+def _ids(message: Union[Envelope, Result]) -> Tuple[int, int, int]:
+    return (int(message.call_id), int(message.chunk_index), int(message.cache_epoch))
+
+
+def _geometry(message: Union[Envelope, Result]) -> Tuple[int, int, int]:
+    frames, tokens_per_frame, dim = message.geometry
+    return (int(frames), int(tokens_per_frame), int(dim))
+
+
+def _manifest(entries: Sequence[Tuple[str, int, int, List[int], int]]) -> List[TensorSpec]:
+    return [TensorSpec(key, index, _DTYPE_BY_VALUE[dtype], tuple(shape), size)
+            for key, index, dtype, shape, size in entries]
 
 
 def allocate(manifest: Sequence[TensorSpec], device: Any = "cpu") -> Dict[str, List[Any]]:

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -42,48 +43,60 @@ bool looks_like_tensor(const py::handle& value) {
                                       " that cannot be encoded (int, float, bool, str or a list of one of those)");
 }
 
-std::int64_t to_int64(const std::string& key, const py::handle& value) {
-  try {
-    return value.cast<std::int64_t>();
-  } catch (const py::cast_error&) {
-    throw Error(ErrorCode::kEncode, "meta '" + key + "' integer does not fit in 64 bits");
+// Meta crosses the boundary once per control message, so the conversion
+// works on the CPython objects directly: a str's UTF-8 is read where CPython
+// caches it (no temporary bytes object, as a generic cast would make) and an
+// int is read without an exception on the way.
+std::string utf8_of(const std::string& key, PyObject* text) {
+  Py_ssize_t size = 0;
+  const char* data = PyUnicode_AsUTF8AndSize(text, &size);
+  if (data == nullptr) {
+    PyErr_Clear();
+    throw Error(ErrorCode::kEncode, "meta '" + key + "' string cannot be encoded as UTF-8 (a lone surrogate?)");
   }
+  return std::string(data, static_cast<std::size_t>(size));
 }
 
-MetaValue list_value(const std::string& key, const py::sequence& items) {
-  if (items.size() == 0) return std::vector<std::int64_t>{};
-  const py::handle first = items[0];
-  auto same_type = [&](auto check) {
-    for (const py::handle item : items) {
-      if (!check(item)) {
+std::int64_t int64_of(const std::string& key, PyObject* value) {
+  int overflow = 0;
+  const long long out = PyLong_AsLongLongAndOverflow(value, &overflow);
+  if (overflow != 0) throw Error(ErrorCode::kEncode, "meta '" + key + "' integer does not fit in 64 bits");
+  if (out == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return out;
+}
+
+bool is_int(PyObject* value) { return PyLong_Check(value) && !PyBool_Check(value); }
+
+// The items of a list or tuple, which hold one type.
+MetaValue list_value(const std::string& key, PyObject* sequence) {
+  const Py_ssize_t size = PySequence_Fast_GET_SIZE(sequence);
+  PyObject** items = PySequence_Fast_ITEMS(sequence);
+  if (size == 0) return std::vector<std::int64_t>{};
+  PyObject* first = items[0];
+  auto collect = [&](auto is_same_type, auto convert) {
+    std::vector<decltype(convert(first))> out;
+    out.reserve(static_cast<std::size_t>(size));
+    for (Py_ssize_t i = 0; i < size; ++i) {
+      if (!is_same_type(items[i])) {
         throw Error(ErrorCode::kEncode, "meta '" + key + "' list mixes " + type_name(first) + " and " +
-                                            type_name(item) + " items (lists hold one type)");
+                                            type_name(items[i]) + " items (lists hold one type)");
       }
+      out.push_back(convert(items[i]));
     }
+    return MetaValue(std::move(out));
   };
-  if (py::isinstance<py::bool_>(first)) {
-    same_type([](py::handle item) { return py::isinstance<py::bool_>(item); });
-    std::vector<bool> out;
-    for (const py::handle item : items) out.push_back(item.cast<bool>());
-    return out;
+  if (PyBool_Check(first)) {
+    return collect([](PyObject* item) { return PyBool_Check(item) != 0; },
+                   [](PyObject* item) { return item == Py_True; });
   }
-  if (py::isinstance<py::int_>(first)) {
-    same_type([](py::handle item) { return py::isinstance<py::int_>(item) && !py::isinstance<py::bool_>(item); });
-    std::vector<std::int64_t> out;
-    for (const py::handle item : items) out.push_back(to_int64(key, item));
-    return out;
+  if (is_int(first)) return collect(is_int, [&](PyObject* item) { return int64_of(key, item); });
+  if (PyFloat_Check(first)) {
+    return collect([](PyObject* item) { return PyFloat_Check(item) != 0; },
+                   [](PyObject* item) { return PyFloat_AS_DOUBLE(item); });
   }
-  if (py::isinstance<py::float_>(first)) {
-    same_type([](py::handle item) { return py::isinstance<py::float_>(item); });
-    std::vector<double> out;
-    for (const py::handle item : items) out.push_back(item.cast<double>());
-    return out;
-  }
-  if (py::isinstance<py::str>(first)) {
-    same_type([](py::handle item) { return py::isinstance<py::str>(item); });
-    std::vector<std::string> out;
-    for (const py::handle item : items) out.push_back(item.cast<std::string>());
-    return out;
+  if (PyUnicode_Check(first)) {
+    return collect([](PyObject* item) { return PyUnicode_Check(item) != 0; },
+                   [&](PyObject* item) { return utf8_of(key, item); });
   }
   reject_value(key + "[0]", first);
 }
@@ -91,21 +104,27 @@ MetaValue list_value(const std::string& key, const py::sequence& items) {
 Meta meta_from(const py::dict& meta) {
   Meta out;
   out.reserve(meta.size());
-  for (const auto& [key_handle, value] : meta) {
-    if (!py::isinstance<py::str>(key_handle)) {
-      throw Error(ErrorCode::kEncode, "meta key of type " + type_name(key_handle) + " (keys are str)");
+  Py_ssize_t position = 0;
+  PyObject* key_object = nullptr;
+  PyObject* value = nullptr;
+  while (PyDict_Next(meta.ptr(), &position, &key_object, &value)) {
+    if (!PyUnicode_Check(key_object)) {
+      throw Error(ErrorCode::kEncode, "meta key of type " + type_name(key_object) + " (keys are str)");
     }
-    const std::string key = key_handle.cast<std::string>();
-    if (py::isinstance<py::bool_>(value)) {
-      out.set(key, value.cast<bool>());
-    } else if (py::isinstance<py::int_>(value)) {
-      out.set(key, to_int64(key, value));
-    } else if (py::isinstance<py::float_>(value)) {
-      out.set(key, value.cast<double>());
-    } else if (py::isinstance<py::str>(value)) {
-      out.set(key, value.cast<std::string>());
-    } else if (py::isinstance<py::list>(value) || py::isinstance<py::tuple>(value)) {
-      out.set(key, list_value(key, value.cast<py::sequence>()));
+    std::string key = utf8_of("<key>", key_object);
+    if (PyBool_Check(value)) {
+      out.set(std::move(key), value == Py_True);
+    } else if (PyLong_Check(value)) {
+      const std::int64_t number = int64_of(key, value);
+      out.set(std::move(key), number);
+    } else if (PyFloat_Check(value)) {
+      out.set(std::move(key), PyFloat_AS_DOUBLE(value));
+    } else if (PyUnicode_Check(value)) {
+      std::string text = utf8_of(key, value);
+      out.set(std::move(key), std::move(text));
+    } else if (PyList_Check(value) || PyTuple_Check(value)) {
+      MetaValue items = list_value(key, value);  // a list or tuple is its own "fast sequence"
+      out.set(std::move(key), std::move(items));
     } else {
       reject_value(key, value);
     }
@@ -113,10 +132,31 @@ Meta meta_from(const py::dict& meta) {
   return out;
 }
 
+// New references, handed to pybind11 to own.
+PyObject* python_of(std::int64_t v) { return PyLong_FromLongLong(v); }
+PyObject* python_of(double v) { return PyFloat_FromDouble(v); }
+PyObject* python_of(bool v) { return PyBool_FromLong(v ? 1 : 0); }
+PyObject* python_of(const std::string& v) {
+  return PyUnicode_FromStringAndSize(v.data(), static_cast<Py_ssize_t>(v.size()));
+}
+template <typename T>
+PyObject* python_of(const std::vector<T>& items) {
+  py::list out(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    PyObject* item = python_of(items[i]);
+    if (item == nullptr) throw py::error_already_set();
+    PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), item);  // steals
+  }
+  return out.release().ptr();
+}
+
 py::dict meta_to(const Meta& meta) {
   py::dict out;
   for (const auto& [key, value] : meta.entries()) {
-    std::visit([&](const auto& v) { out[py::str(key)] = py::cast(v); }, value);
+    const py::object name = py::reinterpret_steal<py::object>(python_of(key));
+    const py::object item =
+        py::reinterpret_steal<py::object>(std::visit([](const auto& v) { return python_of(v); }, value));
+    if (!name || !item || PyDict_SetItem(out.ptr(), name.ptr(), item.ptr()) != 0) throw py::error_already_set();
   }
   return out;
 }
@@ -158,42 +198,64 @@ py::list manifest_to(const TensorManifest& manifest) {
   return out;
 }
 
-FrameContext context_from(const py::dict& spec) {
-  FrameContext context;
-  context.version = spec["version"].cast<ProtocolVersion>();
-  context.sender_rank = spec["sender_rank"].cast<std::int32_t>();
-  context.job_token_digest = spec["token_digest"].cast<std::uint64_t>();
-  return context;
+// The frame fields cross as tuples in a fixed order (wire.py unpacks them by
+// name): one control message per chunk, so no dict is built per field.
+using ContextTuple = std::tuple<int, std::int32_t, std::uint64_t>;  // version, sender rank, token digest
+using IdsTuple = std::tuple<std::uint64_t, std::uint64_t, std::uint64_t>;  // call id, chunk index, cache epoch
+using GeometryTuple = std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>;
+// plan id, steps, timesteps, recompute, init cache, attention bias, expected generator calls
+using PlanTuple = std::tuple<std::uint64_t, std::uint32_t, std::vector<double>, bool, bool, double, std::uint32_t>;
+using DigestsTuple = std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t>;
+
+FrameContext context_from(const ContextTuple& context) {
+  const auto& [version, sender_rank, token_digest] = context;
+  if (version < 0 || version > std::numeric_limits<ProtocolVersion>::max()) {
+    throw Error(ErrorCode::kEncode, "protocol version " + std::to_string(version) + " is out of range");
+  }
+  return FrameContext{static_cast<ProtocolVersion>(version), sender_rank, token_digest};
 }
 
-CallIds ids_from(const py::dict& spec) {
-  return CallIds{spec["call_id"].cast<std::uint64_t>(), spec["chunk_index"].cast<std::uint64_t>(),
-                 spec["cache_epoch"].cast<std::uint64_t>()};
+CallIds ids_from(const IdsTuple& ids) { return CallIds{std::get<0>(ids), std::get<1>(ids), std::get<2>(ids)}; }
+
+Geometry geometry_from(const GeometryTuple& geometry) {
+  return Geometry{std::get<0>(geometry), std::get<1>(geometry), std::get<2>(geometry)};
 }
 
-Geometry geometry_from(const py::dict& spec) {
-  const auto [frames, tokens, dim] = spec["geometry"].cast<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>>();
-  return Geometry{frames, tokens, dim};
+Plan plan_from(const PlanTuple& plan) {
+  Plan p;
+  std::tie(p.plan_id, p.num_denoise_steps, p.timesteps, p.do_kv_recompute, p.init_cache, p.attention_bias,
+           p.expected_generator_calls) = plan;
+  return p;
 }
 
 py::bytes frame_bytes(std::span<const std::uint8_t> frame) {
   return py::bytes(reinterpret_cast<const char*>(frame.data()), frame.size());
 }
 
-std::span<const std::uint8_t> span_of(const py::buffer_info& info) {
-  return {static_cast<const std::uint8_t*>(info.ptr), static_cast<std::size_t>(info.size * info.itemsize)};
+// A bytes frame (what a channel delivers) is read in place; any other
+// buffer through the buffer protocol.
+template <typename Decode>
+auto decode_from(const py::object& frame, Decode decode) {
+  if (PyBytes_Check(frame.ptr())) {
+    const auto* data = reinterpret_cast<const std::uint8_t*>(PyBytes_AS_STRING(frame.ptr()));
+    return decode(std::span<const std::uint8_t>(data, static_cast<std::size_t>(PyBytes_GET_SIZE(frame.ptr()))));
+  }
+  if (!PyObject_CheckBuffer(frame.ptr())) {
+    throw Error(ErrorCode::kDecode, "a frame is bytes or a buffer, not " + type_name(frame));
+  }
+  const py::buffer_info info = py::reinterpret_borrow<py::buffer>(frame).request();
+  return decode(std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(info.ptr),
+                                              static_cast<std::size_t>(info.size * info.itemsize)));
 }
 
-void put_common(py::dict& out, const FrameHeader& header, const CallIds& ids, const Geometry& geometry,
-                const TensorManifest& manifest) {
-  out["version"] = header.version;
-  out["sender_rank"] = header.sender_rank;
-  out["body_checksum"] = header.body_checksum;
-  out["call_id"] = ids.call_id;
-  out["chunk_index"] = ids.chunk_index;
-  out["cache_epoch"] = ids.cache_epoch;
-  out["geometry"] = py::make_tuple(geometry.frames, geometry.tokens_per_frame, geometry.dim);
-  out["manifest"] = manifest_to(manifest);
+py::tuple ids_to(const CallIds& ids) { return py::make_tuple(ids.call_id, ids.chunk_index, ids.cache_epoch); }
+
+py::tuple geometry_to(const Geometry& geometry) {
+  return py::make_tuple(geometry.frames, geometry.tokens_per_frame, geometry.dim);
+}
+
+FrameExpectations expectations(std::uint64_t token_digest, int version) {
+  return FrameExpectations{token_digest, static_cast<ProtocolVersion>(version)};
 }
 
 }  // namespace
@@ -209,90 +271,68 @@ void bind_wire(py::module_& m) {
   }
   m.attr("DTYPES") = dtypes;
 
-  m.def("encode_envelope", [](const py::dict& spec, const std::vector<TensorTuple>& tensors) {
+  m.def("encode_envelope", [](const ContextTuple& context, const std::string& action, const IdsTuple& ids,
+                              const GeometryTuple& geometry, const py::dict& meta, const std::string& error_reason,
+                              const std::optional<PlanTuple>& plan, const std::vector<TensorTuple>& tensors) {
     Envelope envelope;
-    envelope.action = action_from(spec["action"].cast<std::string>());
-    envelope.ids = ids_from(spec);
-    envelope.geometry = geometry_from(spec);
-    envelope.meta = meta_from(spec["meta"].cast<py::dict>());
-    envelope.error_reason = spec["error_reason"].cast<std::string>();
-    if (!spec["plan"].is_none()) {
-      const py::dict plan = spec["plan"].cast<py::dict>();
-      Plan p;
-      p.plan_id = plan["plan_id"].cast<std::uint64_t>();
-      p.num_denoise_steps = plan["num_denoise_steps"].cast<std::uint32_t>();
-      p.timesteps = plan["timesteps"].cast<std::vector<double>>();
-      p.do_kv_recompute = plan["do_kv_recompute"].cast<bool>();
-      p.init_cache = plan["init_cache"].cast<bool>();
-      p.attention_bias = plan["attention_bias"].cast<double>();
-      p.expected_generator_calls = plan["expected_generator_calls"].cast<std::uint32_t>();
-      envelope.plan = std::move(p);
-    }
-    const std::vector<TensorView> views = views_from(tensors);
-    const PreparedEnvelope prepared = preflight_envelope(envelope, views, context_from(spec));
+    envelope.action = action_from(action);
+    envelope.ids = ids_from(ids);
+    envelope.geometry = geometry_from(geometry);
+    envelope.meta = meta_from(meta);
+    envelope.error_reason = error_reason;
+    if (plan) envelope.plan = plan_from(*plan);
+    const PreparedEnvelope prepared = preflight_envelope(envelope, views_from(tensors), context_from(context));
     return frame_bytes(prepared.frame());
   });
 
-  m.def("decode_envelope", [](const py::buffer& frame, std::uint64_t token_digest, int version) {
-    const py::buffer_info info = frame.request();
-    const DecodedEnvelope decoded = decode_envelope(
-        span_of(info), FrameExpectations{token_digest, static_cast<ProtocolVersion>(version)});
+  // (action, ids, geometry, meta, error_reason, plan or None, manifest, sender rank, body checksum)
+  m.def("decode_envelope", [](const py::object& frame, std::uint64_t token_digest, int version) {
+    const DecodedEnvelope decoded = decode_from(frame, [&](std::span<const std::uint8_t> bytes) {
+      return decode_envelope(bytes, expectations(token_digest, version));
+    });
     const Envelope& e = decoded.envelope;
-    py::dict out;
-    out["action"] = std::string(action_name(e.action));
-    put_common(out, decoded.header, e.ids, e.geometry, decoded.manifest);
-    out["meta"] = meta_to(e.meta);
-    out["error_reason"] = e.error_reason;
+    py::object plan = py::none();
     if (e.plan) {
-      py::dict plan;
-      plan["plan_id"] = e.plan->plan_id;
-      plan["num_denoise_steps"] = e.plan->num_denoise_steps;
-      plan["timesteps"] = e.plan->timesteps;
-      plan["do_kv_recompute"] = e.plan->do_kv_recompute;
-      plan["init_cache"] = e.plan->init_cache;
-      plan["attention_bias"] = e.plan->attention_bias;
-      plan["expected_generator_calls"] = e.plan->expected_generator_calls;
-      out["plan"] = plan;
-    } else {
-      out["plan"] = py::none();
+      plan = py::make_tuple(e.plan->plan_id, e.plan->num_denoise_steps, e.plan->timesteps, e.plan->do_kv_recompute,
+                            e.plan->init_cache, e.plan->attention_bias, e.plan->expected_generator_calls);
     }
-    return out;
+    return py::make_tuple(std::string(action_name(e.action)), ids_to(e.ids), geometry_to(e.geometry),
+                          meta_to(e.meta), e.error_reason, plan, manifest_to(decoded.manifest),
+                          decoded.header.sender_rank, decoded.header.body_checksum);
   });
 
-  m.def("encode_result", [](const py::dict& spec, const std::vector<TensorTuple>& tensors) {
+  m.def("encode_result", [](const ContextTuple& context, const std::string& action, const IdsTuple& ids,
+                            const GeometryTuple& geometry, std::uint64_t plan_id,
+                            std::uint32_t observed_generator_calls, std::uint64_t stage1_us, std::uint64_t idle_us,
+                            const DigestsTuple& digests, std::optional<std::uint32_t> kv_frames,
+                            const std::string& error_reason, const std::vector<TensorTuple>& tensors) {
     Result result;
-    result.action = action_from(spec["action"].cast<std::string>());
-    result.ids = ids_from(spec);
-    result.plan_id = spec["plan_id"].cast<std::uint64_t>();
-    result.observed_generator_calls = spec["observed_generator_calls"].cast<std::uint32_t>();
-    result.geometry = geometry_from(spec);
-    result.durations.stage1_us = spec["stage1_us"].cast<std::uint64_t>();
-    result.durations.idle_us = spec["idle_us"].cast<std::uint64_t>();
-    const auto digests = spec["digests"].cast<std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t>>();
+    result.action = action_from(action);
+    result.ids = ids_from(ids);
+    result.geometry = geometry_from(geometry);
+    result.plan_id = plan_id;
+    result.observed_generator_calls = observed_generator_calls;
+    result.durations.stage1_us = stage1_us;
+    result.durations.idle_us = idle_us;
     result.digests = {std::get<0>(digests), std::get<1>(digests), std::get<2>(digests), std::get<3>(digests)};
-    if (!spec["kv_frames"].is_none()) result.kv_frames = spec["kv_frames"].cast<std::uint32_t>();
-    result.error_reason = spec["error_reason"].cast<std::string>();
-    const std::vector<TensorView> views = views_from(tensors);
-    const PreparedResult prepared = preflight_result(result, views, context_from(spec));
+    result.kv_frames = kv_frames;
+    result.error_reason = error_reason;
+    const PreparedResult prepared = preflight_result(result, views_from(tensors), context_from(context));
     return frame_bytes(prepared.frame());
   });
 
-  m.def("decode_result", [](const py::buffer& frame, std::uint64_t token_digest, int version) {
-    const py::buffer_info info = frame.request();
-    const DecodedResult decoded =
-        decode_result(span_of(info), FrameExpectations{token_digest, static_cast<ProtocolVersion>(version)});
+  // (action, ids, geometry, plan_id, observed_generator_calls, stage1_us, idle_us, digests, kv_frames or None,
+  //  error_reason, manifest, sender rank, body checksum)
+  m.def("decode_result", [](const py::object& frame, std::uint64_t token_digest, int version) {
+    const DecodedResult decoded = decode_from(frame, [&](std::span<const std::uint8_t> bytes) {
+      return decode_result(bytes, expectations(token_digest, version));
+    });
     const Result& r = decoded.result;
-    py::dict out;
-    out["action"] = std::string(action_name(r.action));
-    put_common(out, decoded.header, r.ids, r.geometry, decoded.manifest);
-    out["plan_id"] = r.plan_id;
-    out["observed_generator_calls"] = r.observed_generator_calls;
-    out["stage1_us"] = r.durations.stage1_us;
-    out["idle_us"] = r.durations.idle_us;
-    out["digests"] = py::make_tuple(r.digests.kv_state, r.digests.output, r.digests.input, r.digests.ledger);
-    out["kv_frames"] = r.kv_frames ? py::cast(*r.kv_frames) : py::none();
-    out["error_reason"] = r.error_reason;
-    return out;
+    return py::make_tuple(std::string(action_name(r.action)), ids_to(r.ids), geometry_to(r.geometry), r.plan_id,
+                          r.observed_generator_calls, r.durations.stage1_us, r.durations.idle_us,
+                          py::make_tuple(r.digests.kv_state, r.digests.output, r.digests.input, r.digests.ledger),
+                          r.kv_frames ? py::cast(*r.kv_frames) : py::none(), r.error_reason,
+                          manifest_to(decoded.manifest), decoded.header.sender_rank, decoded.header.body_checksum);
   });
 }
 

@@ -83,6 +83,28 @@ class Codec(unittest.TestCase):
         self.assertEqual(error.code, "schema")
         self.assertIn("tensors travel in the manifest", str(error))
 
+    def test_meta_of_every_type_round_trips_and_what_does_not_fit_is_refused_naming_the_key(self):
+        meta = {"i": -(2 ** 63), "f": 0.25, "b": True, "s": "\u00e9t\u00e9", "il": (1, 2 ** 63 - 1), "fl": [0.5],
+                "bl": [False, True], "sl": ["a", "\u65e5"], "empty": []}
+        got = self.codec.decode_envelope(self.codec.encode_envelope(infer(meta=meta))).message.meta
+        self.assertEqual(got, {**meta, "il": [1, 2 ** 63 - 1]})
+        self.assertEqual([type(got[k]) for k in ("i", "f", "b", "bl")], [int, float, bool, list])
+        self.assertEqual(type(got["bl"][0]), bool)
+        for bad, words in (({"big": 2 ** 63}, "meta 'big' integer does not fit"),
+                           ({"big": [1, -(2 ** 64)]}, "meta 'big' integer does not fit"),
+                           ({"lone": "\ud800"}, "meta 'lone' string cannot be encoded"),
+                           ({"ints": [1, True]}, "meta 'ints' list mixes int and bool"),
+                           ({7: 1}, "meta key of type int")):
+            error = self.refused(infer(meta=bad))
+            self.assertEqual(error.code, "encode", bad)
+            self.assertIn(words, str(error))
+        with self.assertRaises(lockstep.LockstepError) as raised:
+            self.codec.decode_envelope(12)
+        self.assertEqual(raised.exception.code, "decode")
+        self.assertIn("not int", str(raised.exception))
+        frame = self.codec.encode_envelope(infer(meta=meta))
+        self.assertEqual(self.codec.decode_envelope(memoryview(bytearray(frame))).message.meta["i"], -(2 ** 63))
+
     def test_a2_unsupported_dtype_and_non_contiguous_tensors_are_refused(self):
         error = self.refused(infer(tensors={"latents": latents().astype(np.int8)}))
         self.assertEqual(error.code, "encode")
