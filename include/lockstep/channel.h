@@ -36,6 +36,11 @@ class Channel {
   // anything is consumed). Throws like publish(); Error{kPeerFailure} when
   // the writer is known dead.
   virtual std::size_t receive(std::span<std::uint8_t> buffer, std::chrono::milliseconds timeout) = 0;
+  // Reader endpoint only: true when the next frame has arrived, so receive()
+  // returns it without waiting. Never blocks. A channel that cannot tell
+  // (one over a backend's recv) says false: callers read ahead only where
+  // it is free.
+  virtual bool frame_waiting() { return false; }
 
   // Makes every pending and later publish()/receive() fail promptly with
   // Error{kAborted}. Any thread, any time; idempotent; non-blocking.

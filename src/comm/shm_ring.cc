@@ -469,6 +469,11 @@ class ShmReader final : public ShmEndpoint {
     throw_wrong_role("publish");
   }
 
+  bool frame_waiting() override {
+    owner_.check();
+    return view_.writer().published.load(std::memory_order_acquire) > next_seq_;
+  }
+
   std::size_t receive(std::span<std::uint8_t> buffer, std::chrono::milliseconds timeout) override {
     owner_.check();
     if (buffer.size() < frame_bytes_max()) {

@@ -50,11 +50,6 @@ void WorkerFanout::broadcast_error(const CallIds& ids, const std::string& reason
   }
 }
 
-struct MeshLoop::Inbound {
-  std::vector<std::uint8_t> frame;
-  DecodedEnvelope decoded;
-};
-
 MeshLoop::MeshLoop(const RankContext& context, ControlChannels& channels, MeshMember& member)
     : context_(context),
       channels_(channels),
@@ -68,10 +63,49 @@ MeshLoop::MeshLoop(const RankContext& context, ControlChannels& channels, MeshMe
 
 MeshLoop::Inbound MeshLoop::receive(Channel& channel) {
   const std::size_t size = channel.receive(buffer_, context_.deadline());
+  return decode({buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(size)});
+}
+
+MeshLoop::Inbound MeshLoop::decode(std::vector<std::uint8_t> frame) const {
   Inbound inbound;
-  inbound.frame.assign(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(size));
+  inbound.frame = std::move(frame);
   inbound.decoded = decode_mesh_frame(inbound.frame, context_.expect);
   return inbound;
+}
+
+MeshLoop::Inbound MeshLoop::next_inbound(Channel& channel) {
+  if (!next_frame_) return receive(channel);
+  std::vector<std::uint8_t> frame = std::move(*next_frame_);
+  next_frame_.reset();
+  return decode(std::move(frame));
+}
+
+// Reads the next frame only if it has already arrived, and pulls its payload
+// if it is the next INFER. The frame is decoded again at its turn, where a
+// bad one fails as it would have (its error then names its own call).
+void MeshLoop::pull_next_payload(Channel& input, const CallIds& current) {
+  if (!input.frame_waiting()) return;  // nothing there yet: the result goes first
+  const std::size_t size = input.receive(buffer_, context_.deadline());
+  next_frame_.emplace(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(size));
+  Inbound inbound;
+  try {
+    inbound = decode(*next_frame_);
+  } catch (const Error&) {
+    return;
+  }
+  const Envelope& envelope = inbound.decoded.envelope;
+  // A resend or a regression is for the sequencer to judge in its turn.
+  if (envelope.action != Action::kInfer || envelope.ids.call_id <= current.call_id) return;
+  context_.recorder.set_context(static_cast<std::int64_t>(envelope.ids.call_id),
+                                static_cast<std::int64_t>(envelope.ids.chunk_index),
+                                static_cast<std::int64_t>(envelope.ids.cache_epoch));
+  request_payload(envelope.ids);
+  pulled_ = Pulled{envelope.ids.call_id,
+                   recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, inbound.decoded.manifest,
+                                envelope.ids.call_id, chunk_tensor_place(context_).memory(), context_.deadline())};
+  context_.recorder.set_context(static_cast<std::int64_t>(current.call_id),
+                                static_cast<std::int64_t>(current.chunk_index),
+                                static_cast<std::int64_t>(current.cache_epoch));
 }
 
 void MeshLoop::run() {
@@ -81,7 +115,7 @@ void MeshLoop::run() {
   for (bool more = true; more;) {
     CallIds ids;
     try {
-      Inbound inbound = receive(input);
+      Inbound inbound = next_inbound(input);
       ids = inbound.decoded.envelope.ids;
       const EnvelopeSequencer::Admission admission = sequencer_.admit(sequencer_ids(inbound.decoded));
       if (admission.verdict == EnvelopeVerdict::kDuplicate) {
@@ -127,10 +161,15 @@ bool MeshLoop::handle_leader(Inbound& inbound) {
                                 static_cast<std::int64_t>(envelope.ids.chunk_index),
                                 static_cast<std::int64_t>(envelope.ids.cache_epoch));
   idle_us_ = static_cast<std::uint64_t>((steady_clock().now_ns() - idle_since_ns_) / 1000);
-  request_payload(envelope.ids);
-  PayloadBuffers payload = recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, inbound.decoded.manifest,
-                                        envelope.ids.call_id, chunk_tensor_place(context_).memory(),
-                                        context_.deadline());
+  PayloadBuffers payload;
+  if (pulled_ && pulled_->call_id == envelope.ids.call_id) {
+    payload = std::move(pulled_->payload);
+  } else {
+    request_payload(envelope.ids);
+    payload = recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, inbound.decoded.manifest,
+                           envelope.ids.call_id, chunk_tensor_place(context_).memory(), context_.deadline());
+  }
+  pulled_.reset();
   run_infer_as_leader(inbound, payload);
   return true;
 }
@@ -153,6 +192,7 @@ void MeshLoop::run_infer_as_leader(const Inbound& inbound, PayloadBuffers& paylo
       member_.run_chunk(inbound.decoded.envelope, payload_floats(manifest, payload, kLatentsKey),
                         payload_floats(manifest, payload, kContextOverrideKey));
   ++chunks_run_;
+  pull_next_payload(*channels_.envelopes, inbound.decoded.envelope.ids);
   send_result(inbound.decoded.envelope, outcome);
 }
 

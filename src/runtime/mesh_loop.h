@@ -50,6 +50,11 @@ class WorkerFanout {
 
 // Runs one mesh rank until SHUTDOWN (returns normally) or a failure (throws).
 // Main thread of the rank.
+// The pp leader pulls the next chunk's payload before it sends the current
+// chunk's result whenever the next envelope is already there, so Stage 0's
+// checks of a result (digest, acceptance) are off the path between two mesh
+// steps; both sides still move at most one payload each way at a time, in
+// the same order (control.h).
 class MeshLoop {
  public:
   MeshLoop(const RankContext& context, ControlChannels& channels, MeshMember& member);
@@ -59,8 +64,18 @@ class MeshLoop {
   std::uint64_t chunks_run() const { return chunks_run_; }
 
  private:
-  struct Inbound;
+  struct Inbound {
+    std::vector<std::uint8_t> frame;
+    DecodedEnvelope decoded;
+  };
+  struct Pulled {
+    std::uint64_t call_id;
+    PayloadBuffers payload;
+  };
   Inbound receive(Channel& channel);
+  Inbound decode(std::vector<std::uint8_t> frame) const;
+  Inbound next_inbound(Channel& channel);
+  void pull_next_payload(Channel& input, const CallIds& current);
   bool handle_leader(Inbound& inbound);
   bool handle_worker(Inbound& inbound);
   void request_payload(const CallIds& ids);
@@ -84,6 +99,8 @@ class MeshLoop {
   std::int64_t idle_since_ns_ = 0;  // when the last result left
   std::uint64_t idle_us_ = 0;       // mesh idle before the current chunk
   std::optional<HeldResult> held_;  // D4: a result sent after its successor
+  std::optional<std::vector<std::uint8_t>> next_frame_;  // read ahead of its turn, decoded at its turn
+  std::optional<Pulled> pulled_;    // its payload, pulled before the last result left
 };
 
 // The output tensor of a result: [frames × tokens_per_frame, dim] f32.

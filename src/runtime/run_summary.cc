@@ -60,6 +60,7 @@ std::string run_summary_json(const RunSummary& summary, const RunConfig& config)
       {"reordered", summary.reordered},
       {"discarded_at_cuts", summary.discarded_at_cuts},
       {"heartbeats", summary.heartbeats},
+      {"payloads_pulled_ahead", summary.payloads_pulled_ahead},
       {"queues", {{"d_in", {{"capacity", summary.d_in_capacity}, {"high_water", summary.d_in_high_water}}},
                   {"d_out", {{"capacity", summary.d_out_capacity}, {"high_water", summary.d_out_high_water}}}}},
       {"overlap", overlap_json(summary.overlap)},

@@ -34,6 +34,7 @@ struct RunSummary {
   std::uint64_t reordered = 0;
   std::uint64_t discarded_at_cuts = 0;    // accepted but flushed by a hard cut
   std::uint64_t heartbeats = 0;
+  std::uint64_t payloads_pulled_ahead = 0;  // asked for before the previous result arrived (pp)
   std::size_t d_in_capacity = 0, d_in_high_water = 0;
   std::size_t d_out_capacity = 0, d_out_high_water = 0;
   OverlapSummary overlap;

@@ -374,6 +374,9 @@ void Stage0::on_control_frame(std::span<const std::uint8_t> frame) {
   }
   const PendingPayload& pending = pending_payloads_.front();
   const CallIds& ids = pending.draft.envelope.ids;
+  if (const auto awaited = acceptance_.rule().next_expected(); awaited && *awaited < ids.call_id) {
+    ++summary_.payloads_pulled_ahead;  // the leader pulled it before sending an earlier result (mesh_loop.h)
+  }
   context_.recorder.set_context(static_cast<std::int64_t>(ids.call_id), static_cast<std::int64_t>(ids.chunk_index),
                                 static_cast<std::int64_t>(ids.cache_epoch));
   // The leader now blocks in recv: from here the payload is owed (SPEC §2).

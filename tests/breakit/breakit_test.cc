@@ -219,7 +219,9 @@ TEST(BreakIt, E1SlowDecodeBlocksStage0AndQueuesStayAtBound) {
 // transfers included: the mesh pulls each payload when it is ready, so a
 // chunk's boundary time is serial with its mesh step (period ~
 // max(stage0, stage1 + boundary) at D = 2), and on a loaded 2-core machine
-// it is no longer negligible.
+// it is no longer negligible. From D = 2 the next envelope is waiting when a
+// chunk ends, and the leader pulls its payload before sending the result;
+// at D = 1 it never can.
 TEST(BreakIt, E2DepthSweepOverlapsFromDepthTwo) {
   constexpr const char* kStageMs = "40";
   for (int depth = 1; depth <= 2; ++depth) {
@@ -239,9 +241,12 @@ TEST(BreakIt, E2DepthSweepOverlapsFromDepthTwo) {
     // pp1: every chunk crossed the boundary, and its cost is reported on its own.
     EXPECT_EQ(overlap["boundary_ms"]["count"].get<int>(), run.json["chunks_emitted"].get<int>()) << seen;
     EXPECT_GT(overlap["boundary_ms"]["median"].get<double>(), 0.0) << seen;
+    const int pulled_ahead = run.json["payloads_pulled_ahead"].get<int>();
     if (depth == 1) {
       EXPECT_GT(period, 0.85 * (stage0 + stage1)) << "D=1 should run the stages back to back; " << seen;
+      EXPECT_EQ(pulled_ahead, 0) << seen;
     } else {
+      EXPECT_GE(pulled_ahead, 1) << seen;
       EXPECT_LT(period, 1.25 * max_stage) << "D=2 period is not ~max(stage0, stage1); " << seen;
       EXPECT_LT(period, 0.8 * sum_stage) << "D=2 does not overlap the stages; " << seen;
     }

@@ -42,6 +42,21 @@ TEST(ShmRing, DeliversEveryFrameToEveryReaderInOrder) {
   EXPECT_EQ(reader0->receive(buffer, kTimeout), 0u) << "empty frames are frames";
 }
 
+TEST(ShmRing, FrameWaitingTellsEachReaderWithoutConsumingOrWaiting) {
+  ShmRing ring = ShmRing::create(test::unique_ring_options(2, 4, 128));
+  auto writer = ring.writer();
+  auto reader0 = ring.reader(0);
+  auto reader1 = ring.reader(1);
+  std::vector<std::uint8_t> buffer(128);
+  EXPECT_FALSE(reader0->frame_waiting());
+  writer->publish(test::pattern_frame(1, 128), kTimeout);
+  EXPECT_TRUE(reader0->frame_waiting());
+  EXPECT_TRUE(reader0->frame_waiting()) << "asking consumes nothing";
+  reader0->receive(buffer, kTimeout);
+  EXPECT_FALSE(reader0->frame_waiting());
+  EXPECT_TRUE(reader1->frame_waiting()) << "each reader has its own position";
+}
+
 TEST(ShmRing, FullRingIsBackpressureHeldBySlowestReader) {
   constexpr std::uint32_t kSlots = 4;
   ShmRing ring = ShmRing::create(test::unique_ring_options(2, kSlots, 64));
