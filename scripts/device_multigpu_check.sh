@@ -108,8 +108,8 @@ if has recovery-bench; then
 fi
 if has overlap; then
   table="$out/overlap.md"
-  echo "| shape | Stage 0 | decode ms | D | period ms | stage0 ms | stage1 ms | period/max | OverlapScore | mesh idle ms |" > "$table"
-  echo "|---|---|---|---|---|---|---|---|---|---|" >> "$table"
+  echo "| shape | Stage 0 | decode ms | D | period ms | stage0 ms | stage1 ms | boundary ms | period/max | OverlapScore | mesh idle ms | pulled ahead |" > "$table"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|" >> "$table"
   for shape in "pp0 2" "pp1 3" "pp1 5"; do
     read -r topology nproc <<< "$shape"
     (( gpus >= nproc )) || { echo "| $topology $nproc | not run: $gpus GPUs |" >> "$table"; continue; }
@@ -123,9 +123,10 @@ if has overlap; then
 import json, sys
 d = json.load(open(sys.argv[1]))
 o = d["overlap"]
-print("| %s | %s | %s | %s | %.1f | %.1f | %.1f | %.3f | %.3f | %.0f |" % (
+print("| %s | %s | %s | %s | %.1f | %.1f | %.1f | %.2f | %.3f | %.3f | %.0f | %d |" % (
     sys.argv[2], d["stage0_device"], sys.argv[3], sys.argv[4], o["period_ms"]["median"], o["stage0_ms"]["median"],
-    o["stage1_ms"]["median"], o["period_over_max"], o["overlap_score"], o["mesh_idle_ms_total"]))
+    o["stage1_ms"]["median"], o["boundary_ms"]["median"], o["period_over_max"], o["overlap_score"],
+    o["mesh_idle_ms_total"], d["payloads_pulled_ahead"]))
 PY
       done
     done

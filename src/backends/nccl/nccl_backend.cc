@@ -156,7 +156,14 @@ class NcclBackendImpl final : public NcclBackend {
         group_(std::move(group)),
         compute_stream_(static_cast<cudaStream_t>(options.compute_stream)) {
     try {
-      check_cuda(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking),
+      // The blocking calls (p2p across the boundary, broadcasts, barriers)
+      // run on a stream of the highest priority: on a GPU that also runs
+      // other work (Stage 0's decoder), their blocks are scheduled first as
+      // SMs free up instead of queueing behind a long kernel's blocks.
+      int least_priority = 0;
+      int greatest_priority = 0;
+      check_cuda(cudaDeviceGetStreamPriorityRange(&least_priority, &greatest_priority), "stream priority range");
+      check_cuda(cudaStreamCreateWithPriority(&comm_stream_, cudaStreamNonBlocking, greatest_priority),
                  "create comm stream");
       check_cuda(cudaEventCreateWithFlags(&compute_ready_, cudaEventDisableTiming), "create event");
       check_cuda(cudaEventCreateWithFlags(&op_done_, cudaEventDisableTiming), "create event");
