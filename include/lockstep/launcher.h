@@ -94,6 +94,11 @@ struct LaunchOptions {
   // Hard bound on the whole job; 0 means none. On expiry the ranks are
   // stopped as after a failure and the result carries exit_code_for(kTimeout).
   std::int64_t timeout_ms = 0;
+  // Bound on the end of the job; 0 means none. Once a rank has exited 0,
+  // every other rank must exit within end_bound_ms: one still running then
+  // hangs at the end (in a teardown, a destroy), and the ranks are stopped
+  // as after a failure, that rank named, exit_code_for(kTimeout).
+  std::int64_t end_bound_ms = 0;
   // Several machines need all three, equal on every machine's launcher.
   std::string job_id;     // empty: "job-" + 16 random hex digits
   std::string job_token;  // empty: 32 random hex digits (getrandom)
@@ -123,7 +128,7 @@ struct RankStatus {
 enum class LaunchEnd : std::uint8_t {
   kSuccess,          // every rank exited 0
   kRankFailed,       // a rank exited non-zero or by a signal
-  kTimeout,          // LaunchOptions::timeout_ms expired
+  kTimeout,          // LaunchOptions::timeout_ms or end_bound_ms expired
   kLauncherSignaled,  // SIGTERM/SIGINT/SIGHUP reached the launcher
   kPeerNodeFailed    // another machine's launcher published its job's failure
 };
@@ -176,7 +181,7 @@ struct LaunchResult {
 
 // Runs the job to its end and returns how it ended; blocks until every rank
 // has been reaped (bounded by timeout_ms + grace_ms when timeout_ms > 0, else
-// by the ranks themselves). Writes <job_dir>/launch.json and, on failure,
+// by the ranks themselves; their end by end_bound_ms + grace_ms when > 0). Writes <job_dir>/launch.json and, on failure,
 // prints the summary and the dump files on stderr.
 //
 // Threads: call from the main thread before other threads start, or with

@@ -105,6 +105,11 @@ std::string summarize(const LaunchResult& result) {
              first_text + ")" + stopped;
     }
     case LaunchEnd::kTimeout:
+      if (result.first_failed_rank >= 0) {  // the end bound: a rank hung after another ended cleanly
+        return head + "rank " + std::to_string(result.ranks.at(static_cast<std::size_t>(result.first_failed_rank)).rank) +
+               " hung at the end of the job (still running past the end bound)" + after + "; stopped " +
+               plural(result.stopped_ranks, "rank");
+      }
       return head + "job timed out" + after + "; stopped " + plural(result.stopped_ranks, "rank");
     case LaunchEnd::kLauncherSignaled:
       return head + "launcher got " + signal_label(result.launcher_signal) + after + "; stopped " +

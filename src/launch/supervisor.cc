@@ -159,6 +159,9 @@ int Supervisor::poll_timeout_ms() const {
     timeout_ns = std::min(timeout_ns, start_ns_ + options_.timeout_ms * kNsPerMs - now);
   }
   if (drain_until_ns_) timeout_ns = std::min(timeout_ns, *drain_until_ns_ - now);
+  if (!stopping_ && options_.end_bound_ms > 0 && first_clean_exit_ns_) {
+    timeout_ns = std::min(timeout_ns, *first_clean_exit_ns_ + options_.end_bound_ms * kNsPerMs - now);
+  }
   if (warm() && !stopping_) timeout_ns = std::min(timeout_ns, next_generation_check_ns_ - now);
   // Round up: waking a little late is harmless, spinning on a 0 ms poll is not.
   return static_cast<int>(std::max<std::int64_t>(0, (timeout_ns + kNsPerMs - 1) / kNsPerMs));
@@ -244,7 +247,13 @@ void Supervisor::record_exit(int rank, int wait_status) {
   }
   status.ended_after_ms = elapsed_ms();
   const bool failed = status.end == RankStatus::End::kSignaled || status.code != 0;
-  if (!failed) return;
+  if (!failed) {
+    if (!first_clean_exit_ns_) {
+      first_clean_exit_ns_ = now_ns();
+      first_clean_rank_ = status.rank;
+    }
+    return;
+  }
   const bool signaled = status.end == RankStatus::End::kSignaled;
   if (!stopping_ && warm() && restart_can_cure_exit(signaled ? 0 : status.code, signaled ? status.code : 0)) {
     const std::string cause = "rank " + std::to_string(status.rank) +
@@ -382,7 +391,8 @@ void Supervisor::begin_stop(LaunchEnd why) {
     nodes_.publish_failure(why == LaunchEnd::kRankFailed
                                ? "rank " + std::to_string(result_.ranks[static_cast<std::size_t>(result_.first_failed_rank)].rank) +
                                      " failed"
-                               : std::string(why == LaunchEnd::kTimeout ? "job timed out" : "launcher signalled"));
+                               : std::string(why == LaunchEnd::kTimeout ? "job timed out or hung at its end"
+                                                                        : "launcher signalled"));
   }
   // PyTorch in the surviving ranks dumps its flight recorder first, when it
   // listens on its dump-request pipe; the stop waits for those dumps, bounded.
@@ -449,6 +459,15 @@ void Supervisor::enforce_deadlines() {
   if (!stopping_ && options_.timeout_ms > 0 && now >= start_ns_ + options_.timeout_ms * kNsPerMs) {
     begin_stop(LaunchEnd::kTimeout);
   }
+  if (!stopping_ && end_bound_expired(now)) {
+    const auto lingering = std::find_if(slots_.begin(), slots_.end(), [](const RankSlot& slot) { return slot.running; });
+    const int rank = static_cast<int>(lingering - slots_.begin());
+    log_launcher_line("rank " + std::to_string(result_.ranks[static_cast<std::size_t>(rank)].rank) +
+                      " still running " + std::to_string(options_.end_bound_ms) + " ms after rank " +
+                      std::to_string(first_clean_rank_) + " ended cleanly: a hang at the end of the job");
+    result_.first_failed_rank = rank;
+    begin_stop(LaunchEnd::kTimeout);
+  }
   if (stopping_) send_term_if_due();
   if (stopping_ && term_sent_ && !kill_sent_ && now >= kill_at_ns_) {
     kill_sent_ = true;
@@ -457,6 +476,11 @@ void Supervisor::enforce_deadlines() {
     }
   }
   if (running_count() == 0 && !drain_until_ns_) drain_until_ns_ = now + kDrainMs * kNsPerMs;
+}
+
+bool Supervisor::end_bound_expired(std::int64_t now) const {
+  return options_.end_bound_ms > 0 && first_clean_exit_ns_ && running_count() > 0 &&
+         now >= *first_clean_exit_ns_ + options_.end_bound_ms * kNsPerMs;
 }
 
 int Supervisor::running_count() const {

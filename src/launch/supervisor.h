@@ -88,6 +88,7 @@ class Supervisor {
   void prefer_killed_rank_as_cause();
   void begin_stop(LaunchEnd why);
   int running_count() const;
+  bool end_bound_expired(std::int64_t now) const;
   bool any_stream_open() const;
   void finish_result();
 
@@ -114,6 +115,8 @@ class Supervisor {
   bool kill_sent_ = false;
   std::int64_t kill_at_ns_ = 0;   // SIGKILL the rest at this time once stopping
   std::optional<std::int64_t> drain_until_ns_;  // set once no rank runs
+  std::optional<std::int64_t> first_clean_exit_ns_;  // when a rank first exited 0
+  int first_clean_rank_ = -1;                        // that rank (global)
   // Warm recovery state.
   std::shared_ptr<Store> base_store_;  // opened only under kRestart
   std::unique_ptr<Store> job_store_;   // the job-level keys (recovery.h)

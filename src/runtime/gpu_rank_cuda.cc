@@ -65,6 +65,7 @@ class CudaGenerator final : public MeshGenerator {
  public:
   CudaGenerator(const RankContext& context, int device_index, void* stream)
       : context_(&context),
+        captures_graphs_(context.config.graph_capture),
         config_(model_config_from_name(context.config.model)),
         sums_(std::make_unique<GuardedDeviceSums>(context, stream)),
         model_(config_, context.config.seed, *sums_,
@@ -73,15 +74,15 @@ class CudaGenerator final : public MeshGenerator {
         weight_fingerprint_(fingerprint_loaded(model_, std::chrono::milliseconds(context.config.startup_deadline_ms))) {}
 
   std::uint64_t weight_fingerprint() const override { return weight_fingerprint_; }
+  // A model that captures CUDA graphs holds its generation's NCCL calls.
+  bool outlives_generation() const override { return !captures_graphs_; }
   // Keeps the weights on the device for the next generation, read back and
-  // fingerprinted again for its handshake — unless the model captured CUDA
-  // graphs, whose NCCL calls belong to the old generation's communicators.
-  bool rebind(const RankContext& context) override {
-    if (context.config.graph_capture) return false;
+  // fingerprinted again for its handshake.
+  void rebind(const RankContext& context) override {
+    LOCKSTEP_ASSERT(outlives_generation());
     context_ = &context;
     sums_->rebind(context);
     weight_fingerprint_ = fingerprint_loaded(model_, std::chrono::milliseconds(context.config.startup_deadline_ms));
-    return true;
   }
   WeightStorage weight_storage() const override { return WeightStorage::kBf16Matrices; }
 
@@ -128,6 +129,7 @@ class CudaGenerator final : public MeshGenerator {
   void check_in_step() const { LOCKSTEP_ASSERT(model_.cached_frames() == ring_.frames_held()); }
 
   const RankContext* context_;  // the current generation's
+  const bool captures_graphs_;
   const ModelConfig config_;
   const std::unique_ptr<GuardedDeviceSums> sums_;
   CudaModel model_;

@@ -31,10 +31,8 @@ class CpuGenerator final : public MeshGenerator {
                context.config.seed, sums_) {}
 
   std::uint64_t weight_fingerprint() const override { return model_.weight_fingerprint(); }
-  bool rebind(const RankContext& context) override {
-    sums_.rebind(context);
-    return true;
-  }
+  bool outlives_generation() const override { return true; }
+  void rebind(const RankContext& context) override { sums_.rebind(context); }
   WeightStorage weight_storage() const override { return WeightStorage::kF32; }
 
   const KvRing& kv() const override { return model_.cache().ring(); }

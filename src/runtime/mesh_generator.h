@@ -28,11 +28,16 @@ class MeshGenerator {
   // Fingerprint of the weights, by weight_storage()'s rule.
   virtual std::uint64_t weight_fingerprint() const = 0;
 
+  // False for a generator that holds its generation's communicator calls (a
+  // CUDA model that captured graphs: their NCCL nodes belong to that
+  // generation's communicators). Such a generator is released at the end of
+  // its generation, before the communicator is (rank_main.cc); destroyed
+  // after it, its graphs hung the rank at exit.
+  virtual bool outlives_generation() const = 0;
   // Warm recovery: binds the generator to the next generation's context (its
-  // communicator). True when the weights carry over — the caller then runs
-  // the handshake on them again; false when the generator must be made anew
-  // (a CUDA model that captured graphs: they hold the old communicators).
-  virtual bool rebind(const RankContext& context) = 0;
+  // communicator); the weights carry over and the caller runs the handshake
+  // on them again. REQUIRES: outlives_generation().
+  virtual void rebind(const RankContext& context) = 0;
   virtual WeightStorage weight_storage() const = 0;
 
   // The KV events of kv_ring.h, applied to the bookkeeping and the tensors.

@@ -50,11 +50,13 @@ void pad_stage_time(std::chrono::steady_clock::time_point started, double minimu
   std::this_thread::sleep_until(until);
 }
 
-// The rank's generator: the one kept from the last generation when it
-// rebinds, else a freshly loaded one.
+// The rank's generator: the one kept from the last generation, rebound to
+// this one, else a freshly loaded one (a generator that could not outlive
+// its generation was released at its end).
 MeshGenerator& kept_or_loaded(const RankContext& context, std::unique_ptr<MeshGenerator>& generator) {
-  if (generator == nullptr || !generator->rebind(context)) {
-    generator.reset();  // the old one's memory goes before the new one's
+  if (generator != nullptr) {
+    generator->rebind(context);
+  } else {
     generator = context.gpu != nullptr ? context.gpu->make_generator(context) : make_cpu_generator(context);
   }
   return *generator;

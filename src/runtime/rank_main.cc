@@ -170,6 +170,22 @@ struct KeptAcrossGenerations {
   std::unique_ptr<MeshGenerator> generator;
 };
 
+// Releases, when the generation ends, a generator that holds the
+// generation's communicator calls (mesh_generator.h). Declared after the
+// communicator, so it runs before the communicator is torn down.
+class ReleaseBoundGenerator {
+ public:
+  explicit ReleaseBoundGenerator(std::unique_ptr<MeshGenerator>& generator) : generator_(generator) {}
+  ~ReleaseBoundGenerator() {
+    if (generator_ != nullptr && !generator_->outlives_generation()) generator_.reset();
+  }
+  ReleaseBoundGenerator(const ReleaseBoundGenerator&) = delete;
+  ReleaseBoundGenerator& operator=(const ReleaseBoundGenerator&) = delete;
+
+ private:
+  std::unique_ptr<MeshGenerator>& generator_;
+};
+
 enum class GenerationEnd : std::uint8_t { kStreamDone, kFaultCured };
 
 // One generation of this rank: rendezvous under `generation`, connect, check,
@@ -234,6 +250,7 @@ GenerationEnd run_generation(const RunConfig& config, const RankEnv& env, const 
       tracker.emplace(observers, [&fatal](const Error& error) { fatal.fail(error); });
       comm.set_completion_sink(&*tracker);
     }
+    const ReleaseBoundGenerator release_bound_generator(kept.generator);
     try {
       fatal.set_abort_action(faults.active(FaultId::kC5, env.rank, config.nproc - 1)
                                  ? std::function<void()>(hang_forever)

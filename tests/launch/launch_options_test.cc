@@ -44,6 +44,9 @@ TEST(LaunchOptions, BadOptionsAreRefusedNamingTheFieldAndCreateNothing) {
   options.timeout_ms = -5;
   expect_refused(options, "timeout_ms");
   options = good;
+  options.end_bound_ms = -1;
+  expect_refused(options, "end_bound_ms");
+  options = good;
   options.env = {{"A=B", "c"}};
   expect_refused(options, "env name");
   options = good;

@@ -317,6 +317,31 @@ TEST(Launch, OverallTimeoutStopsEveryRank) {
   EXPECT_NE(result.summary.find("job timed out"), std::string::npos) << result.summary;
 }
 
+// A rank that exits 0 starts the end bound: a rank still running after it
+// hangs at the end (a teardown, a destroy) and is named; ranks that end
+// apart but within the bound succeed.
+TEST(Launch, ARankStillRunningPastTheEndBoundIsAHangAtTheEnd) {
+  ScratchDir dir;
+  LaunchOptions options = sh_job(dir, 3, "[ \"$RANK\" = 0 ] && exit 0; sleep 100");
+  options.end_bound_ms = 300;
+  options.grace_ms = 1000;
+  const LaunchResult result = launch(options);
+
+  EXPECT_EQ(result.end, LaunchEnd::kTimeout);
+  EXPECT_EQ(result.exit_code, exit_code_for(ErrorCode::kTimeout));
+  EXPECT_EQ(result.first_failed_rank, 1);
+  EXPECT_EQ(result.stopped_ranks, 2);
+  EXPECT_FALSE(result.ranks[0].stopped_by_launcher);
+  EXPECT_EQ(result.ranks[0].code, 0);
+  EXPECT_LT(result.wall_ms, kJobTimeoutMs);
+  EXPECT_NE(result.summary.find("rank 1 hung at the end of the job"), std::string::npos) << result.summary;
+
+  ScratchDir apart;
+  LaunchOptions within = sh_job(apart, 2, "[ \"$RANK\" = 0 ] && exit 0; sleep 0.2");
+  within.end_bound_ms = 10000;
+  EXPECT_EQ(launch(within).end, LaunchEnd::kSuccess);
+}
+
 TEST(Launch, FailureListsDumpsAndCallsOnFailureOnceAfterEveryRankIsGone) {
   ScratchDir dir;
   LaunchOptions options = sh_job(

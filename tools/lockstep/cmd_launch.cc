@@ -1,14 +1,15 @@
 // `lockstep launch [--nproc-per-node N] [--nnodes M --node-rank R --store redis:H:P
 //  --job-id ID --job-token T] [--master-addr A] [--master-port P] [--standalone]
-//  [--job-dir DIR] [--grace-ms MS] [--timeout-s S] (-m MODULE | -- PROGRAM) ARGS...`:
+//  [--job-dir DIR] [--grace-ms MS] [--timeout-s S] [--end-bound-s S] (-m MODULE | -- PROGRAM) ARGS...`:
 // the crash-only launcher (include/lockstep/launcher.h) for any multi-rank
 // program, and a drop-in for torchrun: torchrun's flags and the environment
 // torch's env:// init expects. Under SLURM (SLURM_JOB_ID set, one task per
 // machine) the machine count, this machine's place and MASTER_ADDR come from
 // SLURM's variables unless given. After a failure the doctor's verdict over
 // the ranks' dumps is printed. Exits 0 when every rank exited 0, otherwise
-// with the cause rank's code (128+signal for a signal), 20 on --timeout-s,
-// 21 when another machine failed, 128+signal when the launcher was stopped.
+// with the cause rank's code (128+signal for a signal), 20 on --timeout-s or
+// --end-bound-s, 21 when another machine failed, 128+signal when the launcher
+// was stopped.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +46,7 @@ std::string python_interpreter() {
 struct LaunchFlags {
   LaunchOptions options;
   double timeout_s = 0.0;
+  double end_bound_s = 0.0;
   std::string on_fault = "exit";
   std::string module;
   bool standalone = false;
@@ -106,6 +108,11 @@ void register_launch(CLI::App& app) {
   cmd->add_option("--timeout-s", flags->timeout_s, "hard bound on the whole job; 0 means none")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  cmd->add_option("--end-bound-s", flags->end_bound_s,
+                  "once a rank has exited 0, the others must exit within this bound, else the job ends as hung "
+                  "naming the rank still running (a hang in destroy_process_group); 0 means none")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--on-fault", flags->on_fault,
                   "exit: a failed rank stops the job; restart: warm recovery — a rank that died of a curable "
                   "cause is started again under the next generation (one machine; see docs/manual/C-warm-recovery.md)")
@@ -129,6 +136,7 @@ void register_launch(CLI::App& app) {
     }
     if (!flags->standalone) apply_slurm(*flags, *cmd);
     options.timeout_ms = std::llround(flags->timeout_s * kMsPerSecond);
+    options.end_bound_ms = std::llround(flags->end_bound_s * kMsPerSecond);
     options.on_fault = on_fault_from_name(flags->on_fault);
     options.on_failure = report_failure;
     const LaunchResult result = launch(options);
