@@ -87,22 +87,24 @@ void MeshLoop::pull_next_payload(Channel& input, const CallIds& current) {
   if (!input.frame_waiting()) return;  // nothing there yet: the result goes first
   const std::size_t size = input.receive(buffer_, context_.deadline());
   next_frame_.emplace(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(size));
-  Inbound inbound;
+  DecodedEnvelope decoded;
   try {
-    inbound = decode(*next_frame_);
+    decoded = decode_mesh_frame(*next_frame_, context_.expect);
   } catch (const Error&) {
     return;
   }
-  const Envelope& envelope = inbound.decoded.envelope;
+  const Envelope& envelope = decoded.envelope;
   // A resend or a regression is for the sequencer to judge in its turn.
   if (envelope.action != Action::kInfer || envelope.ids.call_id <= current.call_id) return;
   context_.recorder.set_context(static_cast<std::int64_t>(envelope.ids.call_id),
                                 static_cast<std::int64_t>(envelope.ids.chunk_index),
                                 static_cast<std::int64_t>(envelope.ids.cache_epoch));
+  const std::int64_t asked_ns = steady_clock().now_ns();
   request_payload(envelope.ids);
-  pulled_ = Pulled{envelope.ids.call_id,
-                   recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, inbound.decoded.manifest,
-                                envelope.ids.call_id, chunk_tensor_place(context_).memory(), context_.deadline())};
+  PayloadBuffers payload = recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, decoded.manifest,
+                                        envelope.ids.call_id, chunk_tensor_place(context_).memory(),
+                                        context_.deadline());
+  pulled_ = Pulled{envelope.ids.call_id, std::move(payload), (steady_clock().now_ns() - asked_ns) / 1000};
   context_.recorder.set_context(static_cast<std::int64_t>(current.call_id),
                                 static_cast<std::int64_t>(current.chunk_index),
                                 static_cast<std::int64_t>(current.cache_epoch));
@@ -160,16 +162,18 @@ bool MeshLoop::handle_leader(Inbound& inbound) {
   context_.recorder.set_context(static_cast<std::int64_t>(envelope.ids.call_id),
                                 static_cast<std::int64_t>(envelope.ids.chunk_index),
                                 static_cast<std::int64_t>(envelope.ids.cache_epoch));
-  idle_us_ = static_cast<std::uint64_t>((steady_clock().now_ns() - idle_since_ns_) / 1000);
+  std::int64_t idle_us = (steady_clock().now_ns() - idle_since_ns_) / 1000;
   PayloadBuffers payload;
   if (pulled_ && pulled_->call_id == envelope.ids.call_id) {
     payload = std::move(pulled_->payload);
+    idle_us += pulled_->waited_us;  // the mesh waited for it before the last result left
   } else {
     request_payload(envelope.ids);
     payload = recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, inbound.decoded.manifest,
                            envelope.ids.call_id, chunk_tensor_place(context_).memory(), context_.deadline());
   }
   pulled_.reset();
+  idle_us_ = static_cast<std::uint64_t>(idle_us);
   run_infer_as_leader(inbound, payload);
   return true;
 }

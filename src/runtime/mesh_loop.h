@@ -71,6 +71,7 @@ class MeshLoop {
   struct Pulled {
     std::uint64_t call_id;
     PayloadBuffers payload;
+    std::int64_t waited_us;  // asking for it and receiving it: mesh idle time
   };
   Inbound receive(Channel& channel);
   Inbound decode(std::vector<std::uint8_t> frame) const;
