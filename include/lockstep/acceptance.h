@@ -37,6 +37,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -204,6 +205,8 @@ class EnvelopeSequencer {
   // an epoch that goes backwards, a chunk_index out of sequence — throws
   // Error{kStaleWork} naming the ids; a throw changes nothing.
   Admission admit(const EnvelopeIds& ids);
+  // True when admit(ids) would apply it (kApply). Changes nothing.
+  bool would_apply(const EnvelopeIds& ids) const { return refusal(ids).empty(); }
 
   std::optional<std::uint64_t> last_call_id() const noexcept;
   std::uint64_t cache_epoch() const noexcept { return epoch_; }
@@ -211,7 +214,8 @@ class EnvelopeSequencer {
   std::uint64_t duplicate_drops() const noexcept { return duplicate_drops_; }
 
  private:
-  void check_next(const EnvelopeIds& ids) const;
+  // Why `ids` is not the next envelope to apply; empty when it is.
+  std::string refusal(const EnvelopeIds& ids) const;
 
   std::uint64_t next_call_id_;
   std::uint64_t next_chunk_index_;

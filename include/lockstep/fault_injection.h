@@ -30,6 +30,9 @@ struct Injection {
   std::optional<std::int64_t> chunk;  // nullopt: the case's default chunk
 };
 
+// E1: from its chunk on, Stage 0's decode costs this many times as much.
+inline constexpr double kE1DecodeFactor = 10.0;
+
 // Injections at or above this count are refused: a run is a demo, not a storm.
 inline constexpr std::size_t kInjectionsMax = 8;
 

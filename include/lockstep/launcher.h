@@ -47,6 +47,8 @@ inline constexpr std::int64_t kLaunchRendezvousMsDefault = 60'000;
 // How long a survivor may take to rejoin the next generation before the
 // launcher kills it and starts it again (LaunchOptions::recovery_ms).
 inline constexpr std::int64_t kLaunchRecoveryMsDefault = 10'000;
+// A longer end bound is refused as a typo (a day).
+inline constexpr std::int64_t kLaunchEndBoundMsMax = 86'400'000;
 // Default SIGTERM → SIGKILL grace.
 inline constexpr std::int64_t kLaunchGraceMsDefault = 5000;
 // A rank's output line longer than this is forwarded in pieces of this size.
@@ -94,10 +96,11 @@ struct LaunchOptions {
   // Hard bound on the whole job; 0 means none. On expiry the ranks are
   // stopped as after a failure and the result carries exit_code_for(kTimeout).
   std::int64_t timeout_ms = 0;
-  // Bound on the end of the job; 0 means none. Once a rank has exited 0,
-  // every other rank must exit within end_bound_ms: one still running then
-  // hangs at the end (in a teardown, a destroy), and the ranks are stopped
-  // as after a failure, that rank named, exit_code_for(kTimeout).
+  // Bound on the end of the job; 0 means none, at most kLaunchEndBoundMsMax.
+  // Once a rank of this machine has exited 0, every other rank of this
+  // machine must exit within end_bound_ms: one still running then hangs at
+  // the end (in a teardown, a destroy), and the ranks are stopped as after a
+  // failure, that rank named, exit_code_for(kTimeout).
   std::int64_t end_bound_ms = 0;
   // Several machines need all three, equal on every machine's launcher.
   std::string job_id;     // empty: "job-" + 16 random hex digits
@@ -140,7 +143,9 @@ struct LaunchResult {
   std::vector<RankStatus> ranks;  // this machine's, indexed by local rank
   int node_rank = 0;
   std::string peer_node_failure;  // kPeerNodeFailed: what the other machine published
-  int first_failed_rank = -1;     // set when end == kRankFailed
+  // Local index; set when end == kRankFailed, and for kTimeout by the end
+  // bound (the first rank still running then).
+  int first_failed_rank = -1;
   // The rank whose failure the others followed, set when end == kRankFailed:
   // the first failed rank that did not end as a follower does (exit
   // peer_failure, 128+SIGTERM, or a signal after the launcher's stop). A rank

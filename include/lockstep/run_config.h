@@ -3,6 +3,7 @@
 // rank sees exactly the configuration the operator typed.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -53,6 +54,14 @@ struct RunConfig {
 
   int mesh_size() const;              // ranks in the mesh
   int first_mesh_rank() const;        // 0 for tp, 1 for pp*
+  // Stage 0's decode cost of one chunk at its slowest (E1 multiplies it).
+  double slowest_decode_ms() const;
+  // How long after one rank ended cleanly every other rank must have ended
+  // (the launcher's end bound): the mesh leaves at SHUTDOWN while Stage 0
+  // may still decode what is in flight (depth_out + 1 chunks at the slowest
+  // cost) and drain; then every rank tears down within a deadline and the
+  // hard-exit bound.
+  std::chrono::milliseconds end_bound() const;
   // Throws Error{kInvalidArgument} naming the option that is out of range or
   // inconsistent with the topology.
   void validate() const;

@@ -154,9 +154,10 @@ py::dict meta_to(const Meta& meta) {
   py::dict out;
   for (const auto& [key, value] : meta.entries()) {
     const py::object name = py::reinterpret_steal<py::object>(python_of(key));
+    if (!name) throw py::error_already_set();
     const py::object item =
         py::reinterpret_steal<py::object>(std::visit([](const auto& v) { return python_of(v); }, value));
-    if (!name || !item || PyDict_SetItem(out.ptr(), name.ptr(), item.ptr()) != 0) throw py::error_already_set();
+    if (!item || PyDict_SetItem(out.ptr(), name.ptr(), item.ptr()) != 0) throw py::error_already_set();
   }
   return out;
 }
@@ -244,6 +245,11 @@ auto decode_from(const py::object& frame, Decode decode) {
     throw Error(ErrorCode::kDecode, "a frame is bytes or a buffer, not " + type_name(frame));
   }
   const py::buffer_info info = py::reinterpret_borrow<py::buffer>(frame).request();
+  if (info.ndim > 1 || (info.ndim == 1 && info.strides[0] != info.itemsize)) {
+    throw Error(ErrorCode::kDecode, "a frame buffer must be contiguous bytes (got " + std::to_string(info.ndim) +
+                                        " dimensions, stride " +
+                                        std::to_string(info.ndim == 1 ? info.strides[0] : 0) + ")");
+  }
   return decode(std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(info.ptr),
                                               static_cast<std::size_t>(info.size * info.itemsize)));
 }

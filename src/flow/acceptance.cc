@@ -130,16 +130,21 @@ EnvelopeSequencer::EnvelopeSequencer(std::uint64_t first_call_id, std::uint64_t 
                                      std::uint64_t first_cache_epoch)
     : next_call_id_(first_call_id), next_chunk_index_(first_chunk_index), epoch_(first_cache_epoch) {}
 
-void EnvelopeSequencer::check_next(const EnvelopeIds& ids) const {
+std::string EnvelopeSequencer::refusal(const EnvelopeIds& ids) const {
+  if (ids.call_id != next_call_id_) {
+    const char* what = ids.call_id < next_call_id_ ? " goes backwards" : " skips ahead";
+    return "envelope " + ids_text(ids.call_id, ids.cache_epoch) + what + "; expected call_id " +
+           std::to_string(next_call_id_);
+  }
   if (ids.cache_epoch < epoch_) {
-    throw Error(ErrorCode::kStaleWork, "envelope " + ids_text(ids.call_id, ids.cache_epoch) +
-                                           ": cache_epoch went backwards from " + std::to_string(epoch_));
+    return "envelope " + ids_text(ids.call_id, ids.cache_epoch) + ": cache_epoch went backwards from " +
+           std::to_string(epoch_);
   }
   if (ids.chunk_index && *ids.chunk_index != next_chunk_index_) {
-    throw Error(ErrorCode::kStaleWork, "envelope " + ids_text(ids.call_id, ids.cache_epoch) + ": chunk_index " +
-                                           std::to_string(*ids.chunk_index) + ", expected " +
-                                           std::to_string(next_chunk_index_));
+    return "envelope " + ids_text(ids.call_id, ids.cache_epoch) + ": chunk_index " +
+           std::to_string(*ids.chunk_index) + ", expected " + std::to_string(next_chunk_index_);
   }
+  return {};
 }
 
 EnvelopeSequencer::Admission EnvelopeSequencer::admit(const EnvelopeIds& ids) {
@@ -153,12 +158,7 @@ EnvelopeSequencer::Admission EnvelopeSequencer::admit(const EnvelopeIds& ids) {
     ++duplicate_drops_;
     return Admission{EnvelopeVerdict::kDuplicate, false};
   }
-  if (ids.call_id != next_call_id_) {
-    const char* what = ids.call_id < next_call_id_ ? " goes backwards" : " skips ahead";
-    throw Error(ErrorCode::kStaleWork, "envelope " + ids_text(ids.call_id, ids.cache_epoch) + what +
-                                           "; expected call_id " + std::to_string(next_call_id_));
-  }
-  check_next(ids);
+  if (const std::string why = refusal(ids); !why.empty()) throw Error(ErrorCode::kStaleWork, why);
   const bool epoch_changed = ids.cache_epoch != epoch_;
   epoch_ = ids.cache_epoch;
   next_call_id_ = ids.call_id + 1;

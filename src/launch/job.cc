@@ -88,7 +88,10 @@ void check_options(const LaunchOptions& options) {
             std::to_string(kGraceMsMax));
   }
   if (options.timeout_ms < 0) invalid("timeout_ms " + std::to_string(options.timeout_ms) + " < 0");
-  if (options.end_bound_ms < 0) invalid("end_bound_ms " + std::to_string(options.end_bound_ms) + " < 0");
+  if (options.end_bound_ms < 0 || options.end_bound_ms > kLaunchEndBoundMsMax) {
+    invalid("end_bound_ms " + std::to_string(options.end_bound_ms) + " is outside 0.." +
+            std::to_string(kLaunchEndBoundMsMax));
+  }
   for (const auto& [name, value] : options.env) {
     if (name.empty() || name.find('=') != std::string::npos) invalid("env name '" + name + "'");
   }

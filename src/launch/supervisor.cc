@@ -159,7 +159,7 @@ int Supervisor::poll_timeout_ms() const {
     timeout_ns = std::min(timeout_ns, start_ns_ + options_.timeout_ms * kNsPerMs - now);
   }
   if (drain_until_ns_) timeout_ns = std::min(timeout_ns, *drain_until_ns_ - now);
-  if (!stopping_ && options_.end_bound_ms > 0 && first_clean_exit_ns_) {
+  if (!stopping_ && options_.end_bound_ms > 0 && first_clean_exit_ns_ && running_count() > 0) {
     timeout_ns = std::min(timeout_ns, *first_clean_exit_ns_ + options_.end_bound_ms * kNsPerMs - now);
   }
   if (warm() && !stopping_) timeout_ns = std::min(timeout_ns, next_generation_check_ns_ - now);

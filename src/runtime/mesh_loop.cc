@@ -94,8 +94,9 @@ void MeshLoop::pull_next_payload(Channel& input, const CallIds& current) {
     return;
   }
   const Envelope& envelope = decoded.envelope;
-  // A resend or a regression is for the sequencer to judge in its turn.
-  if (envelope.action != Action::kInfer || envelope.ids.call_id <= current.call_id) return;
+  // Only the envelope the sequencer will apply next; anything else (a
+  // resend, a regression, a gap) is judged in its turn, nothing pulled for it.
+  if (envelope.action != Action::kInfer || !sequencer_.would_apply(sequencer_ids(decoded))) return;
   context_.recorder.set_context(static_cast<std::int64_t>(envelope.ids.call_id),
                                 static_cast<std::int64_t>(envelope.ids.chunk_index),
                                 static_cast<std::int64_t>(envelope.ids.cache_epoch));

@@ -172,7 +172,10 @@ struct KeptAcrossGenerations {
 
 // Releases, when the generation ends, a generator that holds the
 // generation's communicator calls (mesh_generator.h). Declared after the
-// communicator, so it runs before the communicator is torn down.
+// communicator, so it runs before the communicator is torn down. After a
+// curable fault the fatal path has already aborted the communicators: the
+// graphs go after the abort then, under the hard-exit bound that is still
+// armed (not yet run on GPUs: recovery with graph capture is untested).
 class ReleaseBoundGenerator {
  public:
   explicit ReleaseBoundGenerator(std::unique_ptr<MeshGenerator>& generator) : generator_(generator) {}

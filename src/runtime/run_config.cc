@@ -1,6 +1,10 @@
 #include "lockstep/run_config.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "lockstep/error.h"
+#include "lockstep/fatal.h"
 #include "lockstep/model_config.h"
 
 namespace lockstep {
@@ -20,6 +24,19 @@ Topology parse_topology(std::string_view name) {
 
 int RunConfig::mesh_size() const { return topology == Topology::kTp ? nproc : nproc - 1; }
 int RunConfig::first_mesh_rank() const { return topology == Topology::kTp ? 0 : 1; }
+
+double RunConfig::slowest_decode_ms() const {
+  const bool slowed = std::any_of(injections.begin(), injections.end(),
+                                  [](const Injection& injection) { return injection.id == FaultId::kE1; });
+  // A slowed decode costs at least the factor in ms even when none was configured.
+  return slowed ? std::max(decode_ms, 1.0) * kE1DecodeFactor : decode_ms;
+}
+
+std::chrono::milliseconds RunConfig::end_bound() const {
+  const double stage0_after_mesh_ms = (depth_out + 1) * slowest_decode_ms() + drain_deadline_ms;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(stage0_after_mesh_ms)) + deadline_ms) +
+         kHardExitDeadlineDefault;
+}
 
 void RunConfig::validate() const {
   require(nproc >= 1 && nproc <= kRunWorldSizeMax,

@@ -483,12 +483,9 @@ void Stage0::emit(DecodeItem& item) {
     Channel* owned = local_mesh_ != nullptr ? channels_.mesh.get() : channels_.envelopes.get();
     if (owned != nullptr) owned->publish(std::vector<std::uint8_t>(kHeaderBytes), context_.deadline());
   }
-  // E1: from its chunk on, decode costs ten times as much (default 1 ms a
-  // chunk when no decode cost was configured).
-  constexpr double kSlowDecodeFactor = 10.0;
+  // E1: from its chunk on, decode costs its slowest.
   const bool slowed = context_.faults.active_since(FaultId::kE1, context_.rank, chunk, 0, kDefaultFaultChunk);
-  const double decode_ms = slowed ? std::max(context_.config.decode_ms, 1.0) * kSlowDecodeFactor
-                                  : context_.config.decode_ms;
+  const double decode_ms = slowed ? context_.config.slowest_decode_ms() : context_.config.decode_ms;
   const Geometry& geometry = item.result.geometry;
   place_.decode(item.output, static_cast<std::int64_t>(geometry.frames) * geometry.tokens_per_frame,
                 static_cast<int>(geometry.dim), decode_ms);

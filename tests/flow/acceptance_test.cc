@@ -229,10 +229,13 @@ TEST(EnvelopeSequencer, EveryViolationIsFatalAndChangesNothing) {
       {2, 3, 1, 1},             // chunk_index repeats
   };
   for (const EnvelopeIds& ids : bad) {
+    EXPECT_FALSE(sequencer.would_apply(ids)) << ids.call_id;
     EXPECT_EQ(error_of([&] { sequencer.admit(ids); }).code(), ErrorCode::kStaleWork) << ids.call_id;
   }
+  EXPECT_FALSE(sequencer.would_apply({1, 3, 1, 8})) << "an identical resend is dropped, not applied";
   EXPECT_EQ(sequencer.applied(), 2u);
   EXPECT_EQ(sequencer.duplicate_drops(), 0u);
+  EXPECT_TRUE(sequencer.would_apply({2, 3, 2, 1}));
   EXPECT_EQ(sequencer.admit({2, 3, 2, 1}).verdict, EnvelopeVerdict::kApply);
 }
 

@@ -46,6 +46,8 @@ TEST(LaunchOptions, BadOptionsAreRefusedNamingTheFieldAndCreateNothing) {
   options = good;
   options.end_bound_ms = -1;
   expect_refused(options, "end_bound_ms");
+  options.end_bound_ms = kLaunchEndBoundMsMax + 1;
+  expect_refused(options, "end_bound_ms");
   options = good;
   options.env = {{"A=B", "c"}};
   expect_refused(options, "env name");

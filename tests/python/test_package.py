@@ -104,6 +104,9 @@ class Codec(unittest.TestCase):
         self.assertIn("not int", str(raised.exception))
         frame = self.codec.encode_envelope(infer(meta=meta))
         self.assertEqual(self.codec.decode_envelope(memoryview(bytearray(frame))).message.meta["i"], -(2 ** 63))
+        with self.assertRaises(lockstep.LockstepError) as raised:
+            self.codec.decode_envelope(memoryview(frame)[::-1])
+        self.assertIn("contiguous", str(raised.exception))
 
     def test_a2_unsupported_dtype_and_non_contiguous_tensors_are_refused(self):
         error = self.refused(infer(tensors={"latents": latents().astype(np.int8)}))

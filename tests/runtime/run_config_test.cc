@@ -88,6 +88,23 @@ TEST(FaultPlan, FiresOnlyAtItsRankAndChunk) {
 
 TEST(RunConfig, DefaultIsValid) { EXPECT_EQ(error_of(RunConfig{}), ""); }
 
+// The end bound covers what Stage 0 may still do after the mesh left at
+// SHUTDOWN: decode every chunk in flight at its slowest cost (E1 multiplies
+// it), drain, then tear down within a deadline and the hard-exit bound.
+TEST(RunConfig, EndBoundCoversStage0DecodingWhatIsInFlightAtItsSlowest) {
+  RunConfig config;
+  config.decode_ms = 1500;
+  const auto in_flight = [&](double decode_ms) {
+    return std::chrono::milliseconds(static_cast<std::int64_t>((config.depth_out + 1) * decode_ms));
+  };
+  EXPECT_GT(config.end_bound(), in_flight(1500) + std::chrono::milliseconds(config.deadline_ms));
+  config.injections = {parse_injection("E1")};
+  EXPECT_EQ(config.slowest_decode_ms(), 1500 * kE1DecodeFactor);
+  EXPECT_GT(config.end_bound(), in_flight(1500 * kE1DecodeFactor));
+  config.decode_ms = 0;
+  EXPECT_EQ(config.slowest_decode_ms(), kE1DecodeFactor) << "a slowed decode costs at least the factor in ms";
+}
+
 TEST(RunConfig, TopologyAndWorldSizeMustFit) {
   RunConfig pp0;
   pp0.topology = Topology::kPp0;

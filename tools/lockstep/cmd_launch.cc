@@ -109,9 +109,10 @@ void register_launch(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--end-bound-s", flags->end_bound_s,
-                  "once a rank has exited 0, the others must exit within this bound, else the job ends as hung "
-                  "naming the rank still running (a hang in destroy_process_group); 0 means none")
-      ->check(CLI::NonNegativeNumber)
+                  "once a rank of this machine has exited 0, the others here must exit within this bound, else "
+                  "the job ends as hung naming the rank still running (a hang in destroy_process_group); 0 means "
+                  "none")
+      ->check(CLI::Range(0.0, static_cast<double>(kLaunchEndBoundMsMax) / kMsPerSecond))
       ->capture_default_str();
   cmd->add_option("--on-fault", flags->on_fault,
                   "exit: a failed rank stops the job; restart: warm recovery — a rank that died of a curable "

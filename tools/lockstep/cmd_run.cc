@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -23,7 +22,6 @@
 #include "commands.h"
 #include "lockstep/doctor.h"
 #include "lockstep/error.h"
-#include "lockstep/fatal.h"
 #include "lockstep/launcher.h"
 #include "lockstep/run_config.h"
 #include "runtime/rank_main.h"
@@ -258,10 +256,7 @@ int supervise(RunOptions& o) {
   // A survivor rejoins within a fraction of a deadline; one still absent
   // after two is stopped or wedged, and is killed and started again.
   launch_options.recovery_ms = 2 * static_cast<std::int64_t>(config.deadline_ms);
-  // The ranks end together: each notices the end within a deadline and tears
-  // down within the hard-exit bound; one still running after both is hung.
-  launch_options.end_bound_ms =
-      static_cast<std::int64_t>(config.deadline_ms) + std::chrono::milliseconds(kHardExitDeadlineDefault).count();
+  launch_options.end_bound_ms = config.end_bound().count();
   LaunchResult result;
   {
     const ProgressBar progress(launch_options.job_dir);
