@@ -41,6 +41,10 @@ struct ChunkTiming {
   // is part of neither stage time, so when it bounds the period it shows
   // here rather than as unexplained period above max(stage0, stage1).
   double boundary_ms = 0;
+  // The mesh's own measure of its time between its previous step and this
+  // chunk's: sending the previous result, pulling this payload, the fan-out
+  // to the workers — Stage 0 or a worker answering late shows here. 0 in tp.
+  double mesh_wait_ms = 0;
 };
 
 struct ChunkOverlap {
@@ -69,6 +73,7 @@ struct OverlapSummary {
   Distribution mesh_idle_ms;
   Distribution overlap_score;  // .median is the OverlapScore
   Distribution boundary_ms;    // every recorded chunk
+  Distribution mesh_wait_ms;   // every recorded chunk
   double mesh_idle_ms_total = 0;
 };
 

@@ -46,6 +46,7 @@ const ChunkOverlap& OverlapMeter::record(const ChunkTiming& timing) {
   check_stage_ms("stage0_ms", timing.stage0_ms, timing.chunk_index);
   check_stage_ms("stage1_ms", timing.stage1_ms, timing.chunk_index);
   check_stage_ms("boundary_ms", timing.boundary_ms, timing.chunk_index);
+  check_stage_ms("mesh_wait_ms", timing.mesh_wait_ms, timing.chunk_index);
   if (previous_emitted_ns_ && timing.emitted_ns < *previous_emitted_ns_) {
     throw Error(ErrorCode::kInvalidArgument, "overlap meter: chunk " + std::to_string(timing.chunk_index) +
                                                  " emitted before the previous chunk");
@@ -71,10 +72,11 @@ const ChunkOverlap& OverlapMeter::record(const ChunkTiming& timing) {
 }
 
 OverlapSummary OverlapMeter::summary() const {
-  std::vector<double> stage0, stage1, boundary, period, hidden, idle, score;
+  std::vector<double> stage0, stage1, boundary, mesh_wait, period, hidden, idle, score;
   for (const ChunkOverlap& chunk : chunks_) {
     stage0.push_back(chunk.timing.stage0_ms);
     boundary.push_back(chunk.timing.boundary_ms);
+    mesh_wait.push_back(chunk.timing.mesh_wait_ms);
     stage1.push_back(chunk.timing.stage1_ms);
     if (chunk.has_period) {
       period.push_back(chunk.period_ms);
@@ -92,6 +94,7 @@ OverlapSummary OverlapMeter::summary() const {
   summary.mesh_idle_ms = distribution(idle);
   summary.overlap_score = distribution(score);
   summary.boundary_ms = distribution(boundary);
+  summary.mesh_wait_ms = distribution(mesh_wait);
   summary.mesh_idle_ms_total = std::accumulate(idle.begin(), idle.end(), 0.0);
   return summary;
 }

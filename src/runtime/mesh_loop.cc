@@ -100,12 +100,11 @@ void MeshLoop::pull_next_payload(Channel& input, const CallIds& current) {
   context_.recorder.set_context(static_cast<std::int64_t>(envelope.ids.call_id),
                                 static_cast<std::int64_t>(envelope.ids.chunk_index),
                                 static_cast<std::int64_t>(envelope.ids.cache_epoch));
-  const std::int64_t asked_ns = steady_clock().now_ns();
   request_payload(envelope.ids);
   PayloadBuffers payload = recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, decoded.manifest,
                                         envelope.ids.call_id, chunk_tensor_place(context_).memory(),
                                         context_.deadline());
-  pulled_ = Pulled{envelope.ids.call_id, std::move(payload), (steady_clock().now_ns() - asked_ns) / 1000};
+  pulled_ = Pulled{envelope.ids.call_id, std::move(payload)};
   context_.recorder.set_context(static_cast<std::int64_t>(current.call_id),
                                 static_cast<std::int64_t>(current.chunk_index),
                                 static_cast<std::int64_t>(current.cache_epoch));
@@ -163,18 +162,15 @@ bool MeshLoop::handle_leader(Inbound& inbound) {
   context_.recorder.set_context(static_cast<std::int64_t>(envelope.ids.call_id),
                                 static_cast<std::int64_t>(envelope.ids.chunk_index),
                                 static_cast<std::int64_t>(envelope.ids.cache_epoch));
-  std::int64_t idle_us = (steady_clock().now_ns() - idle_since_ns_) / 1000;
   PayloadBuffers payload;
   if (pulled_ && pulled_->call_id == envelope.ids.call_id) {
     payload = std::move(pulled_->payload);
-    idle_us += pulled_->waited_us;  // the mesh waited for it before the last result left
   } else {
     request_payload(envelope.ids);
     payload = recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, inbound.decoded.manifest,
                            envelope.ids.call_id, chunk_tensor_place(context_).memory(), context_.deadline());
   }
   pulled_.reset();
-  idle_us_ = static_cast<std::uint64_t>(idle_us);
   run_infer_as_leader(inbound, payload);
   return true;
 }
@@ -193,10 +189,15 @@ void MeshLoop::run_infer_as_leader(const Inbound& inbound, PayloadBuffers& paylo
   const TensorManifest& manifest = inbound.decoded.manifest;
   fanout_.forward(inbound.frame);
   fanout_.broadcast(manifest, payload);
+  // The mesh's time between two steps: from the end of the last one (its
+  // result sent, the next payload pulled) until every mesh rank has this
+  // chunk's inputs (envelope, payload, fan-out).
+  idle_us_ = static_cast<std::uint64_t>((steady_clock().now_ns() - idle_since_ns_) / 1000);
   const ChunkOutcome outcome =
       member_.run_chunk(inbound.decoded.envelope, payload_floats(manifest, payload, kLatentsKey),
                         payload_floats(manifest, payload, kContextOverrideKey));
   ++chunks_run_;
+  idle_since_ns_ = steady_clock().now_ns();
   pull_next_payload(*channels_.envelopes, inbound.decoded.envelope.ids);
   send_result(inbound.decoded.envelope, outcome);
 }
@@ -252,7 +253,6 @@ void MeshLoop::send_result(const Envelope& envelope, const ChunkOutcome& outcome
     publish_result(*held_);
     held_.reset();
   }
-  idle_since_ns_ = steady_clock().now_ns();
 }
 
 void MeshLoop::publish_result(HeldResult& ready) {

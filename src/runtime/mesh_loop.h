@@ -71,7 +71,6 @@ class MeshLoop {
   struct Pulled {
     std::uint64_t call_id;
     PayloadBuffers payload;
-    std::int64_t waited_us;  // asking for it and receiving it: mesh idle time
   };
   Inbound receive(Channel& channel);
   Inbound decode(std::vector<std::uint8_t> frame) const;
@@ -97,8 +96,8 @@ class MeshLoop {
   EnvelopeSequencer sequencer_;
   std::vector<std::uint8_t> buffer_;
   std::uint64_t chunks_run_ = 0;
-  std::int64_t idle_since_ns_ = 0;  // when the last result left
-  std::uint64_t idle_us_ = 0;       // mesh idle before the current chunk
+  std::int64_t idle_since_ns_ = 0;  // when the last step ended
+  std::uint64_t idle_us_ = 0;       // the mesh's time between the last step and this one
   std::optional<HeldResult> held_;  // D4: a result sent after its successor
   std::optional<std::vector<std::uint8_t>> next_frame_;  // read ahead of its turn, decoded at its turn
   std::optional<Pulled> pulled_;    // its payload, pulled before the last result left

@@ -19,6 +19,7 @@ nlohmann::json overlap_json(const OverlapSummary& overlap) {
   return {{"stage0_ms", distribution_json(overlap.stage0_ms)},
           {"stage1_ms", distribution_json(overlap.stage1_ms)},
           {"boundary_ms", distribution_json(overlap.boundary_ms)},
+          {"mesh_wait_ms", distribution_json(overlap.mesh_wait_ms)},
           {"period_ms", distribution_json(overlap.period_ms)},
           {"hidden_ms", distribution_json(overlap.hidden_ms)},
           {"mesh_idle_ms_total", overlap.mesh_idle_ms_total},

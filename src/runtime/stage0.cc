@@ -502,7 +502,8 @@ void Stage0::emit(DecodeItem& item) {
   const double stage0_ms = item.produce_ms + elapsed_ms(started);
   write_progress();
   meter_.record({item.result.ids.chunk_index, stage0_ms, static_cast<double>(item.result.durations.stage1_us) / 1000.0,
-                 steady_clock().now_ns(), item.boundary_ms});
+                 steady_clock().now_ns(), item.boundary_ms,
+                 static_cast<double>(item.result.durations.idle_us) / 1000.0});
 }
 
 // Warm recovery: a Stage 0 whose generation ended while it was stopped (a

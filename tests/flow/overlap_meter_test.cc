@@ -65,18 +65,23 @@ TEST(OverlapMeter, PerChunkValuesAndSegmentBreak) {
   EXPECT_EQ(meter.summary().period_ms.count, 1u);
 }
 
-// The boundary's cost is reported beside the stages, never folded into them.
-TEST(OverlapMeter, BoundaryTimeIsItsOwnDistribution) {
+// The boundary's cost and the mesh's own wait are reported beside the
+// stages, never folded into them.
+TEST(OverlapMeter, BoundaryTimeAndMeshWaitAreTheirOwnDistributions) {
   OverlapMeter meter;
   for (int i = 0; i < 4; ++i) {
-    meter.record({static_cast<std::uint64_t>(i), 4, 10, i * 12 * kMs, static_cast<double>(1 + i)});
+    meter.record({static_cast<std::uint64_t>(i), 4, 10, i * 12 * kMs, static_cast<double>(1 + i),
+                  static_cast<double>(10 * i)});
   }
   const OverlapSummary summary = meter.summary();
   EXPECT_EQ(summary.boundary_ms.count, 4u);
   EXPECT_DOUBLE_EQ(summary.boundary_ms.median, 2);
   EXPECT_DOUBLE_EQ(summary.boundary_ms.p90, 4);
-  EXPECT_DOUBLE_EQ(summary.stage1_ms.median, 10);  // unchanged by it
+  EXPECT_EQ(summary.mesh_wait_ms.count, 4u);
+  EXPECT_DOUBLE_EQ(summary.mesh_wait_ms.median, 10);
+  EXPECT_DOUBLE_EQ(summary.stage1_ms.median, 10);  // unchanged by them
   EXPECT_THROW(meter.record({4, 1, 1, 60 * kMs, -1}), Error);
+  EXPECT_THROW(meter.record({4, 1, 1, 60 * kMs, 0, -1}), Error);
 }
 
 TEST(OverlapMeter, ZeroStageHasNoScore) {
