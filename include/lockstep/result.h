@@ -32,7 +32,7 @@ inline constexpr std::string_view kOutputKey = "output";
 // needed because each is a duration measured on the mesh.
 struct StageDurations {
   std::uint64_t stage1_us = 0;  // envelope received → result ready
-  std::uint64_t idle_us = 0;    // mesh waited for the next envelope before this one
+  std::uint64_t idle_us = 0;    // the mesh's time between its previous step and this one (not generating)
   bool operator==(const StageDurations&) const = default;
 };
 
