@@ -45,6 +45,11 @@ struct RankContext {
   bool payloads_on_device = false;
 
   std::chrono::milliseconds deadline() const { return std::chrono::milliseconds(config.deadline_ms); }
+  // The call the recorder's next events belong to.
+  void set_call_context(const CallIds& ids) const {
+    recorder.set_context(static_cast<std::int64_t>(ids.call_id), static_cast<std::int64_t>(ids.chunk_index),
+                         static_cast<std::int64_t>(ids.cache_epoch));
+  }
   bool is_stage0() const { return rank == 0; }
   bool in_mesh() const { return rank >= config.first_mesh_rank(); }
   int mesh_rank() const { return rank - config.first_mesh_rank(); }  // TP rank, for in_mesh() ranks

@@ -228,9 +228,7 @@ void Stage0::send_infer(EnvelopeDraft& draft) {
   }
   const Envelope& envelope = draft.envelope;
   PreparedEnvelope prepared = preflight_envelope(envelope, tensors, context_.frame_context);
-  context_.recorder.set_context(static_cast<std::int64_t>(envelope.ids.call_id),
-                                static_cast<std::int64_t>(envelope.ids.chunk_index),
-                                static_cast<std::int64_t>(envelope.ids.cache_epoch));
+  context_.set_call_context(envelope.ids);
   const auto chunk = static_cast<std::int64_t>(envelope.ids.chunk_index);
   if (!context_.fires(FaultId::kD3, chunk, 0, kDefaultFaultChunk)) acceptance_.expect(envelope.ids.call_id);
   sent_[envelope.ids.call_id] = {envelope.plan->expected_generator_calls, draft.produce_ms};
@@ -377,8 +375,7 @@ void Stage0::on_control_frame(std::span<const std::uint8_t> frame) {
   if (const auto awaited = acceptance_.rule().next_expected(); awaited && *awaited < ids.call_id) {
     ++summary_.payloads_pulled_ahead;  // the leader pulled it before sending an earlier result (mesh_loop.h)
   }
-  context_.recorder.set_context(static_cast<std::int64_t>(ids.call_id), static_cast<std::int64_t>(ids.chunk_index),
-                                static_cast<std::int64_t>(ids.cache_epoch));
+  context_.set_call_context(ids);
   // The leader now blocks in recv: from here the payload is owed (SPEC §2).
   context_.recorder.commit("payload_owed", kGroupBoundary, "INFER");
   if (context_.fires(FaultId::kC2, static_cast<std::int64_t>(ids.chunk_index), 0, kDefaultFaultChunk)) {
