@@ -97,17 +97,9 @@ void MeshLoop::pull_next_payload(Channel& input, const CallIds& current) {
   // Only the envelope the sequencer will apply next; anything else (a
   // resend, a regression, a gap) is judged in its turn, nothing pulled for it.
   if (envelope.action != Action::kInfer || !sequencer_.would_apply(sequencer_ids(decoded))) return;
-  context_.recorder.set_context(static_cast<std::int64_t>(envelope.ids.call_id),
-                                static_cast<std::int64_t>(envelope.ids.chunk_index),
-                                static_cast<std::int64_t>(envelope.ids.cache_epoch));
-  request_payload(envelope.ids);
-  PayloadBuffers payload = recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, decoded.manifest,
-                                        envelope.ids.call_id, chunk_tensor_place(context_).memory(),
-                                        context_.deadline());
-  pulled_ = Pulled{envelope.ids.call_id, std::move(payload)};
-  context_.recorder.set_context(static_cast<std::int64_t>(current.call_id),
-                                static_cast<std::int64_t>(current.chunk_index),
-                                static_cast<std::int64_t>(current.cache_epoch));
+  context_.set_call_context(envelope.ids);
+  pulled_ = Pulled{envelope.ids.call_id, pull_payload(envelope.ids, decoded.manifest)};
+  context_.set_call_context(current);
 }
 
 void MeshLoop::run() {
@@ -159,17 +151,10 @@ bool MeshLoop::handle_leader(Inbound& inbound) {
       throw Error(ErrorCode::kPeerFailure, "Stage 0 sent ERROR: " + envelope.error_reason);
     case Action::kInfer: break;
   }
-  context_.recorder.set_context(static_cast<std::int64_t>(envelope.ids.call_id),
-                                static_cast<std::int64_t>(envelope.ids.chunk_index),
-                                static_cast<std::int64_t>(envelope.ids.cache_epoch));
-  PayloadBuffers payload;
-  if (pulled_ && pulled_->call_id == envelope.ids.call_id) {
-    payload = std::move(pulled_->payload);
-  } else {
-    request_payload(envelope.ids);
-    payload = recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, inbound.decoded.manifest,
-                           envelope.ids.call_id, chunk_tensor_place(context_).memory(), context_.deadline());
-  }
+  context_.set_call_context(envelope.ids);
+  PayloadBuffers payload = pulled_ && pulled_->call_id == envelope.ids.call_id
+                               ? std::move(pulled_->payload)
+                               : pull_payload(envelope.ids, inbound.decoded.manifest);
   pulled_.reset();
   run_infer_as_leader(inbound, payload);
   return true;
@@ -177,12 +162,14 @@ bool MeshLoop::handle_leader(Inbound& inbound) {
 
 // Pulls the envelope's payload: Stage 0 sends it only once asked, so the
 // boundary never has sends in flight in both directions (control.h).
-void MeshLoop::request_payload(const CallIds& ids) {
+PayloadBuffers MeshLoop::pull_payload(const CallIds& ids, const TensorManifest& manifest) {
   Control ready;
   ready.kind = ControlKind::kPayloadReady;
   ready.ids = ids;
   const PreparedControl prepared = preflight_control(ready, context_.frame_context);
   channels_.results->publish(prepared.frame(), context_.deadline());
+  return recv_payload(context_.comm, kGroupBoundary, kStage0BoundaryRank, manifest, ids.call_id,
+                      chunk_tensor_place(context_).memory(), context_.deadline());
 }
 
 void MeshLoop::run_infer_as_leader(const Inbound& inbound, PayloadBuffers& payload) {
@@ -210,9 +197,7 @@ bool MeshLoop::handle_worker(Inbound& inbound) {
     case Action::kError: throw Error(ErrorCode::kPeerFailure, "Stage 0 sent ERROR: " + envelope.error_reason);
     case Action::kInfer: break;
   }
-  context_.recorder.set_context(static_cast<std::int64_t>(envelope.ids.call_id),
-                                static_cast<std::int64_t>(envelope.ids.chunk_index),
-                                static_cast<std::int64_t>(envelope.ids.cache_epoch));
+  context_.set_call_context(envelope.ids);
   PayloadBuffers payload;
   broadcast_payload(context_.comm, kGroupMesh, 0, inbound.decoded.manifest, payload,
                     chunk_tensor_place(context_).memory(), context_.deadline());

@@ -78,7 +78,7 @@ class MeshLoop {
   void pull_next_payload(Channel& input, const CallIds& current);
   bool handle_leader(Inbound& inbound);
   bool handle_worker(Inbound& inbound);
-  void request_payload(const CallIds& ids);
+  PayloadBuffers pull_payload(const CallIds& ids, const TensorManifest& manifest);
   void run_infer_as_leader(const Inbound& inbound, PayloadBuffers& payload);
   void send_result(const Envelope& envelope, const ChunkOutcome& outcome);
   struct HeldResult {
