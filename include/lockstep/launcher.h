@@ -186,8 +186,9 @@ struct LaunchResult {
 
 // Runs the job to its end and returns how it ended; blocks until every rank
 // has been reaped (bounded by timeout_ms + grace_ms when timeout_ms > 0, else
-// by the ranks themselves; their end by end_bound_ms + grace_ms when > 0). Writes <job_dir>/launch.json and, on failure,
-// prints the summary and the dump files on stderr.
+// by the ranks themselves; their end by end_bound_ms + grace_ms when > 0).
+// Writes <job_dir>/launch.json and, on failure, prints the summary and the
+// dump files on stderr.
 //
 // Threads: call from the main thread before other threads start, or with
 // SIGCHLD, SIGTERM, SIGINT, SIGHUP and SIGPIPE blocked in every other thread:

@@ -159,8 +159,8 @@ int Supervisor::poll_timeout_ms() const {
     timeout_ns = std::min(timeout_ns, start_ns_ + options_.timeout_ms * kNsPerMs - now);
   }
   if (drain_until_ns_) timeout_ns = std::min(timeout_ns, *drain_until_ns_ - now);
-  if (!stopping_ && options_.end_bound_ms > 0 && first_clean_exit_ns_ && running_count() > 0) {
-    timeout_ns = std::min(timeout_ns, *first_clean_exit_ns_ + options_.end_bound_ms * kNsPerMs - now);
+  if (const std::optional<std::int64_t> end_by = end_bound_ns(); end_by && !stopping_) {
+    timeout_ns = std::min(timeout_ns, *end_by - now);
   }
   if (warm() && !stopping_) timeout_ns = std::min(timeout_ns, next_generation_check_ns_ - now);
   // Round up: waking a little late is harmless, spinning on a 0 ms poll is not.
@@ -459,7 +459,7 @@ void Supervisor::enforce_deadlines() {
   if (!stopping_ && options_.timeout_ms > 0 && now >= start_ns_ + options_.timeout_ms * kNsPerMs) {
     begin_stop(LaunchEnd::kTimeout);
   }
-  if (!stopping_ && end_bound_expired(now)) {
+  if (const std::optional<std::int64_t> end_by = end_bound_ns(); end_by && !stopping_ && now >= *end_by) {
     const auto lingering = std::find_if(slots_.begin(), slots_.end(), [](const RankSlot& slot) { return slot.running; });
     const int rank = static_cast<int>(lingering - slots_.begin());
     log_launcher_line("rank " + std::to_string(result_.ranks[static_cast<std::size_t>(rank)].rank) +
@@ -478,9 +478,9 @@ void Supervisor::enforce_deadlines() {
   if (running_count() == 0 && !drain_until_ns_) drain_until_ns_ = now + kDrainMs * kNsPerMs;
 }
 
-bool Supervisor::end_bound_expired(std::int64_t now) const {
-  return options_.end_bound_ms > 0 && first_clean_exit_ns_ && running_count() > 0 &&
-         now >= *first_clean_exit_ns_ + options_.end_bound_ms * kNsPerMs;
+std::optional<std::int64_t> Supervisor::end_bound_ns() const {
+  if (options_.end_bound_ms == 0 || !first_clean_exit_ns_ || running_count() == 0) return std::nullopt;
+  return *first_clean_exit_ns_ + options_.end_bound_ms * kNsPerMs;
 }
 
 int Supervisor::running_count() const {

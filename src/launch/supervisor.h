@@ -88,7 +88,9 @@ class Supervisor {
   void prefer_killed_rank_as_cause();
   void begin_stop(LaunchEnd why);
   int running_count() const;
-  bool end_bound_expired(std::int64_t now) const;
+  // When the ranks still running must have ended: a rank exited 0 and the
+  // end bound is on; nullopt otherwise.
+  std::optional<std::int64_t> end_bound_ns() const;
   bool any_stream_open() const;
   void finish_result();
 
