@@ -381,12 +381,19 @@ class ShmWriter final : public ShmEndpoint {
                                          std::to_string(frame_bytes_max()) + " bytes");
     }
     const std::uint64_t slots = view_.header().slots;
-    const auto has_space = [&] { return slowest_reader().acked + slots > next_seq_; };
+    // The readers' ack lines are written by other cores: read them only when
+    // the space seen last time is used up (most publishes touch none).
+    const auto has_space = [&] {
+      if (next_seq_ < space_until_) return true;
+      space_until_ = slowest_reader().acked + slots;
+      return next_seq_ < space_until_;
+    };
     const auto recheck = [&] {
       check_not_cancelled();
       check_blocking_readers_alive();
     };
-    if (!comm_detail::wait_until(FutexPair{view_.space().space_futex, view_.space().space_sleepers},
+    if (!has_space() &&
+        !comm_detail::wait_until(FutexPair{view_.space().space_futex, view_.space().space_sleepers},
                                  spin_ns_, deadline_after(timeout), steady_clock(), has_space, recheck)) {
       const SlowestReader slowest = slowest_reader();
       throw Error(ErrorCode::kTimeout,
@@ -448,6 +455,7 @@ class ShmWriter final : public ShmEndpoint {
   }
 
   std::uint64_t next_seq_;  // frames published by this writer
+  std::uint64_t space_until_ = 0;  // frames below this had a free slot at the last look at the acks
 };
 
 class ShmReader final : public ShmEndpoint {
@@ -489,7 +497,8 @@ class ShmReader final : public ShmEndpoint {
       check_not_cancelled();
       check_writer_alive();
     };
-    if (!comm_detail::wait_until(FutexPair{view_.writer().data_futex, view_.writer().data_sleepers},
+    if (!has_frame() &&
+        !comm_detail::wait_until(FutexPair{view_.writer().data_futex, view_.writer().data_sleepers},
                                  spin_ns_, deadline_after(timeout), steady_clock(), has_frame, recheck)) {
       throw Error(ErrorCode::kTimeout, describe() + ": no frame " + std::to_string(next_seq_) +
                                            " within " + std::to_string(timeout.count()) +
