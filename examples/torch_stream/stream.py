@@ -197,7 +197,7 @@ def run_stage0(s: Stream, generation: lockstep.Generation) -> Dict[str, object]:
         produce_ms[call_id] = (time.perf_counter() - begin) * 1000.0
 
     def receive() -> None:
-        decoded = s.codec.decode_result(results.receive())
+        decoded = results.receive_result(s.codec)
         result = decoded.message
         output = torch.empty(cfg.tokens_per_chunk, cfg.dim)
         s.boundary.recv(output, src=1)
@@ -260,9 +260,9 @@ def run_mesh(s: Stream, generation: lockstep.Generation) -> None:
         s.mesh.all_reduce(tensor)
 
     while True:
-        frame = envelopes.receive(timeout=60.0)  # Stage 0 sends one chunk at a time; it may decode meanwhile
+        # Stage 0 sends one chunk at a time; it may decode meanwhile.
+        decoded = envelopes.receive_envelope(s.codec, timeout=60.0)
         begin = time.perf_counter()
-        decoded = s.codec.decode_envelope(frame)
         env = decoded.message
         if env.action == "SHUTDOWN":
             if pending_output is not None:

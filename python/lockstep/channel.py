@@ -19,6 +19,7 @@ from typing import Optional
 
 from . import _core
 from .runtime import runtime
+from .wire import Codec, Decoded, decoded_envelope, decoded_result
 
 SLOT_BYTES_DEFAULT = 16 * 1024
 # How long a wait spins before it sleeps on the futex (per process). Longer
@@ -61,6 +62,17 @@ class ControlChannel:
     def receive(self, timeout: Optional[float] = None) -> bytes:
         """Reader: the next frame, waiting at most ``timeout`` s (default: the current deadline)."""
         return self._endpoint.receive(self._timeout_ms(timeout))
+
+    def receive_envelope(self, codec: Codec, timeout: Optional[float] = None) -> Decoded:
+        """Reader: the next frame decoded and validated as an envelope — what ``codec.decode_envelope(receive())``
+        returns, decoded where the ring copied it, with no bytes object in between."""
+        return decoded_envelope(self._endpoint.receive_envelope(self._timeout_ms(timeout), codec.token_digest,
+                                                                codec.version))
+
+    def receive_result(self, codec: Codec, timeout: Optional[float] = None) -> Decoded:
+        """Reader: the next frame decoded and validated as a result (like :meth:`receive_envelope`)."""
+        return decoded_result(self._endpoint.receive_result(self._timeout_ms(timeout), codec.token_digest,
+                                                            codec.version))
 
     def cancel(self) -> None:
         """Makes every pending and later publish/receive on this ring fail promptly ("aborted")."""

@@ -205,20 +205,29 @@ class Codec:
 
     def decode_envelope(self, frame: bytes) -> Decoded:
         """Decodes and validates an envelope frame (checksums, token, version, schema)."""
-        (action, (call_id, chunk_index, cache_epoch), geometry, meta, error_reason, plan, manifest, sender_rank,
-         body_checksum) = _core.decode_envelope(frame, self.token_digest, self.version)
-        envelope = Envelope(action, call_id, chunk_index, cache_epoch, Plan(*plan) if plan is not None else None,
-                            geometry, meta, error_reason=error_reason)
-        return Decoded(envelope, _manifest(manifest), sender_rank, body_checksum)
+        return decoded_envelope(_core.decode_envelope(frame, self.token_digest, self.version))
 
     def decode_result(self, frame: bytes) -> Decoded:
         """Decodes and validates a result frame."""
-        (action, (call_id, chunk_index, cache_epoch), geometry, plan_id, observed_generator_calls, stage1_us, idle_us,
-         digests, kv_frames, error_reason, manifest, sender_rank,
-         body_checksum) = _core.decode_result(frame, self.token_digest, self.version)
-        result = Result(action, call_id, chunk_index, cache_epoch, plan_id, observed_generator_calls, geometry,
-                        stage1_us, idle_us, digests, kv_frames, error_reason=error_reason)
-        return Decoded(result, _manifest(manifest), sender_rank, body_checksum)
+        return decoded_result(_core.decode_result(frame, self.token_digest, self.version))
+
+
+def decoded_envelope(fields: Tuple[Any, ...]) -> Decoded:
+    """A Decoded envelope from the fields the core's decode returns (its order is in wire_bindings.cc)."""
+    (action, (call_id, chunk_index, cache_epoch), geometry, meta, error_reason, plan, manifest, sender_rank,
+     body_checksum) = fields
+    envelope = Envelope(action, call_id, chunk_index, cache_epoch, Plan(*plan) if plan is not None else None,
+                        geometry, meta, error_reason=error_reason)
+    return Decoded(envelope, _manifest(manifest), sender_rank, body_checksum)
+
+
+def decoded_result(fields: Tuple[Any, ...]) -> Decoded:
+    """A Decoded result from the fields the core's decode returns."""
+    (action, (call_id, chunk_index, cache_epoch), geometry, plan_id, observed_generator_calls, stage1_us, idle_us,
+     digests, kv_frames, error_reason, manifest, sender_rank, body_checksum) = fields
+    result = Result(action, call_id, chunk_index, cache_epoch, plan_id, observed_generator_calls, geometry,
+                    stage1_us, idle_us, digests, kv_frames, error_reason=error_reason)
+    return Decoded(result, _manifest(manifest), sender_rank, body_checksum)
 
 
 def _ids(message: Union[Envelope, Result]) -> Tuple[int, int, int]:

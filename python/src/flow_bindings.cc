@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,18 @@ struct ChannelEndpoint {
   std::shared_ptr<Channel> channel;  // shared with the fatal path's cancel
   std::vector<std::uint8_t> buffer;
 };
+
+// Receives the next frame into the endpoint's buffer and decodes it there,
+// both without the GIL; only the Python fields are built with it.
+template <typename Decode, typename Fields>
+py::tuple receive_decoded(ChannelEndpoint& endpoint, std::int64_t timeout_ms, Decode decode, Fields fields) {
+  const auto decoded = [&] {
+    py::gil_scoped_release release;
+    const std::size_t size = endpoint.channel->receive(endpoint.buffer, std::chrono::milliseconds(timeout_ms));
+    return decode(std::span<const std::uint8_t>(endpoint.buffer.data(), size));
+  }();
+  return fields(decoded);
+}
 
 ShmRingOptions ring_options(const std::string& job_id, std::uint32_t generation, const std::string& name,
                             int readers, std::uint32_t slots, std::size_t slot_bytes, std::int64_t spin_us) {
@@ -181,6 +194,22 @@ void bind_flow(py::module_& m) {
                size = endpoint.channel->receive(endpoint.buffer, std::chrono::milliseconds(timeout_ms));
              }
              return py::bytes(reinterpret_cast<const char*>(endpoint.buffer.data()), size);
+           })
+      .def("receive_envelope",
+           [](ChannelEndpoint& endpoint, std::int64_t timeout_ms, std::uint64_t token_digest, int version) {
+             const FrameExpectations expected = frame_expectations(token_digest, version);
+             return receive_decoded(
+                 endpoint, timeout_ms,
+                 [&](std::span<const std::uint8_t> frame) { return decode_envelope(frame, expected); },
+                 envelope_fields);
+           })
+      .def("receive_result",
+           [](ChannelEndpoint& endpoint, std::int64_t timeout_ms, std::uint64_t token_digest, int version) {
+             const FrameExpectations expected = frame_expectations(token_digest, version);
+             return receive_decoded(
+                 endpoint, timeout_ms,
+                 [&](std::span<const std::uint8_t> frame) { return decode_result(frame, expected); },
+                 result_fields);
            })
       .def("cancel", [](ChannelEndpoint& endpoint) { endpoint.channel->cancel(); })
       .def("cancel_on_fault",

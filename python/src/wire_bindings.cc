@@ -260,11 +260,38 @@ py::tuple geometry_to(const Geometry& geometry) {
   return py::make_tuple(geometry.frames, geometry.tokens_per_frame, geometry.dim);
 }
 
-FrameExpectations expectations(std::uint64_t token_digest, int version) {
+}  // namespace
+
+FrameExpectations frame_expectations(std::uint64_t token_digest, int version) {
+  if (version < 0 || version > std::numeric_limits<ProtocolVersion>::max()) {
+    throw Error(ErrorCode::kInvalidArgument, "protocol version " + std::to_string(version) + " is out of range");
+  }
   return FrameExpectations{token_digest, static_cast<ProtocolVersion>(version)};
 }
 
-}  // namespace
+// (action, ids, geometry, meta, error_reason, plan or None, manifest, sender rank, body checksum)
+py::tuple envelope_fields(const DecodedEnvelope& decoded) {
+  const Envelope& e = decoded.envelope;
+  py::object plan = py::none();
+  if (e.plan) {
+    plan = py::make_tuple(e.plan->plan_id, e.plan->num_denoise_steps, e.plan->timesteps, e.plan->do_kv_recompute,
+                          e.plan->init_cache, e.plan->attention_bias, e.plan->expected_generator_calls);
+  }
+  return py::make_tuple(std::string(action_name(e.action)), ids_to(e.ids), geometry_to(e.geometry), meta_to(e.meta),
+                        e.error_reason, plan, manifest_to(decoded.manifest), decoded.header.sender_rank,
+                        decoded.header.body_checksum);
+}
+
+// (action, ids, geometry, plan_id, observed_generator_calls, stage1_us, idle_us, digests, kv_frames or None,
+//  error_reason, manifest, sender rank, body checksum)
+py::tuple result_fields(const DecodedResult& decoded) {
+  const Result& r = decoded.result;
+  return py::make_tuple(std::string(action_name(r.action)), ids_to(r.ids), geometry_to(r.geometry), r.plan_id,
+                        r.observed_generator_calls, r.durations.stage1_us, r.durations.idle_us,
+                        py::make_tuple(r.digests.kv_state, r.digests.output, r.digests.input, r.digests.ledger),
+                        r.kv_frames ? py::cast(*r.kv_frames) : py::none(), r.error_reason,
+                        manifest_to(decoded.manifest), decoded.header.sender_rank, decoded.header.body_checksum);
+}
 
 void bind_wire(py::module_& m) {
   m.def("job_token_digest", [](const std::string& job_token, std::uint32_t generation) {
@@ -291,20 +318,10 @@ void bind_wire(py::module_& m) {
     return frame_bytes(prepared.frame());
   });
 
-  // (action, ids, geometry, meta, error_reason, plan or None, manifest, sender rank, body checksum)
   m.def("decode_envelope", [](const py::object& frame, std::uint64_t token_digest, int version) {
-    const DecodedEnvelope decoded = decode_from(frame, [&](std::span<const std::uint8_t> bytes) {
-      return decode_envelope(bytes, expectations(token_digest, version));
-    });
-    const Envelope& e = decoded.envelope;
-    py::object plan = py::none();
-    if (e.plan) {
-      plan = py::make_tuple(e.plan->plan_id, e.plan->num_denoise_steps, e.plan->timesteps, e.plan->do_kv_recompute,
-                            e.plan->init_cache, e.plan->attention_bias, e.plan->expected_generator_calls);
-    }
-    return py::make_tuple(std::string(action_name(e.action)), ids_to(e.ids), geometry_to(e.geometry),
-                          meta_to(e.meta), e.error_reason, plan, manifest_to(decoded.manifest),
-                          decoded.header.sender_rank, decoded.header.body_checksum);
+    const FrameExpectations expected = frame_expectations(token_digest, version);
+    return envelope_fields(
+        decode_from(frame, [&](std::span<const std::uint8_t> bytes) { return decode_envelope(bytes, expected); }));
   });
 
   m.def("encode_result", [](const ContextTuple& context, const std::string& action, const IdsTuple& ids,
@@ -327,18 +344,10 @@ void bind_wire(py::module_& m) {
     return frame_bytes(prepared.frame());
   });
 
-  // (action, ids, geometry, plan_id, observed_generator_calls, stage1_us, idle_us, digests, kv_frames or None,
-  //  error_reason, manifest, sender rank, body checksum)
   m.def("decode_result", [](const py::object& frame, std::uint64_t token_digest, int version) {
-    const DecodedResult decoded = decode_from(frame, [&](std::span<const std::uint8_t> bytes) {
-      return decode_result(bytes, expectations(token_digest, version));
-    });
-    const Result& r = decoded.result;
-    return py::make_tuple(std::string(action_name(r.action)), ids_to(r.ids), geometry_to(r.geometry), r.plan_id,
-                          r.observed_generator_calls, r.durations.stage1_us, r.durations.idle_us,
-                          py::make_tuple(r.digests.kv_state, r.digests.output, r.digests.input, r.digests.ledger),
-                          r.kv_frames ? py::cast(*r.kv_frames) : py::none(), r.error_reason,
-                          manifest_to(decoded.manifest), decoded.header.sender_rank, decoded.header.body_checksum);
+    const FrameExpectations expected = frame_expectations(token_digest, version);
+    return result_fields(
+        decode_from(frame, [&](std::span<const std::uint8_t> bytes) { return decode_result(bytes, expected); }));
   });
 }
 
