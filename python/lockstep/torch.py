@@ -24,6 +24,7 @@ Works with torch 1.13 (Gloo) and 2.x (NCCL, Gloo).
 
 from __future__ import annotations
 
+import atexit
 import collections
 import datetime
 import os
@@ -551,6 +552,20 @@ def _forget_generation() -> None:
 
 
 recovery.on_generation_end(abort=_abort_generation, teardown=_forget_generation)
+
+
+def _release_groups() -> None:
+    """At interpreter exit, before modules are torn down: the registry lets go of torch's process groups, so a
+    group the program destroyed is freed while torch is whole. Kept until finalization, the world group of
+    torch 2.11 was freed there and aborted the process ("terminate called without an active exception") in
+    ranks pinned to one CPU each."""
+    global _world
+    with _registry_lock:
+        _groups_by_pg.clear()
+        _world = None
+
+
+atexit.register(_release_groups)
 
 
 # -- install(): the plain torch.distributed functions, guarded ------------------
