@@ -226,7 +226,7 @@ def run_stage0(s: Stream, generation: lockstep.Generation) -> Dict[str, object]:
             receive()
             emitted_here = True
     call_id += 1
-    envelopes.publish(s.codec.encode_envelope(lockstep.Envelope("SHUTDOWN", call_id, 0, epoch)))
+    envelopes.publish_envelope(s.codec, lockstep.Envelope("SHUTDOWN", call_id, 0, epoch))
     wall_s = time.perf_counter() - started
     summary = meter.summary()
     counters = acceptance.counters
@@ -309,7 +309,7 @@ def run_mesh(s: Stream, generation: lockstep.Generation) -> None:
                                      observed_generator_calls=calls, geometry=env.geometry,
                                      stage1_us=int((time.perf_counter() - begin) * 1e6),
                                      kv_frames=len(cache.frames[0]), tensors={"output": output})
-            results.publish(s.codec.encode_result(result))
+            results.publish_result(s.codec, result)
             if pending_output is not None:
                 pending_output[0].wait()  # Stage 0 took the previous output by now, or is about to
             pending_output = (s.boundary.isend(output, dst=0), output)

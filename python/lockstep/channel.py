@@ -19,7 +19,7 @@ from typing import Optional
 
 from . import _core
 from .runtime import runtime
-from .wire import Codec, Decoded, decoded_envelope, decoded_result
+from .wire import Codec, Decoded, Envelope, Result, decoded_envelope, decoded_result
 
 SLOT_BYTES_DEFAULT = 16 * 1024
 # How long a wait spins before it sleeps on the futex (per process). Longer
@@ -58,6 +58,15 @@ class ControlChannel:
     def publish(self, frame: bytes, timeout: Optional[float] = None) -> None:
         """Writer: delivers ``frame`` to every reader; blocks while the ring is full, at most ``timeout`` s."""
         self._endpoint.publish(frame, self._timeout_ms(timeout))
+
+    def publish_envelope(self, codec: Codec, envelope: Envelope, timeout: Optional[float] = None) -> None:
+        """Writer: preflights ``envelope`` (raising before anything is sent, like ``codec.encode_envelope``) and
+        publishes the frame straight from the encoder's buffer, with no bytes object in between."""
+        self._endpoint.publish_envelope(codec._envelope_args(envelope), self._timeout_ms(timeout))
+
+    def publish_result(self, codec: Codec, result: Result, timeout: Optional[float] = None) -> None:
+        """Writer: preflights and publishes ``result`` (like :meth:`publish_envelope`)."""
+        self._endpoint.publish_result(codec._result_args(result), self._timeout_ms(timeout))
 
     def receive(self, timeout: Optional[float] = None) -> bytes:
         """Reader: the next frame, waiting at most ``timeout`` s (default: the current deadline)."""

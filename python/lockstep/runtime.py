@@ -112,7 +112,7 @@ class Runtime:
 
     def deadline_ms(self) -> int:
         """The deadline a guarded call gets now: start-up until the first other phase."""
-        return self.startup_ms if self.core.phase() == "startup" else self.steady_ms
+        return self.core.deadline_ms()  # the watchdog's own, read without a phase name
 
     def fail(self, code: str, message: str, exit_code: int) -> None:
         """Runs the fatal path now. Never returns, unless warm recovery is on and ``code`` is one a restart

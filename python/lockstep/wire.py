@@ -188,20 +188,23 @@ class Codec:
 
     def encode_envelope(self, envelope: Envelope) -> bytes:
         """Preflight, then the whole frame; raises LockstepError naming the field before anything exists."""
-        context = self._context(envelope)
-        plan = envelope.plan
-        return _core.encode_envelope(
-            context, envelope.action, _ids(envelope), _geometry(envelope), envelope.meta, envelope.error_reason,
-            plan.to_tuple() if plan is not None else None, _describe_all(envelope.tensors))
+        return _core.encode_envelope(self._envelope_args(envelope))
 
     def encode_result(self, result: Result) -> bytes:
         """Preflight, then the whole frame; raises LockstepError naming the field."""
-        context = self._context(result)
-        return _core.encode_result(
-            context, result.action, _ids(result), _geometry(result), int(result.plan_id),
-            int(result.observed_generator_calls), int(result.stage1_us), int(result.idle_us),
-            tuple(int(d) for d in result.digests), result.kv_frames, result.error_reason,
-            _describe_all(result.tensors))
+        return _core.encode_result(self._result_args(result))
+
+    def _envelope_args(self, envelope: Envelope) -> Tuple[Any, ...]:
+        """The fields the core's preflight reads (their order is in wire_bindings.cc)."""
+        plan = envelope.plan
+        return (self._context(envelope), envelope.action, _ids(envelope), _geometry(envelope), envelope.meta,
+                envelope.error_reason, plan.to_tuple() if plan is not None else None, _describe_all(envelope.tensors))
+
+    def _result_args(self, result: Result) -> Tuple[Any, ...]:
+        return (self._context(result), result.action, _ids(result), _geometry(result), int(result.plan_id),
+                int(result.observed_generator_calls), int(result.stage1_us), int(result.idle_us),
+                tuple(int(d) for d in result.digests), result.kv_frames, result.error_reason,
+                _describe_all(result.tensors))
 
     def decode_envelope(self, frame: bytes) -> Decoded:
         """Decodes and validates an envelope frame (checksums, token, version, schema)."""

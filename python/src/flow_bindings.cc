@@ -47,6 +47,13 @@ struct ChannelEndpoint {
   std::vector<std::uint8_t> buffer;
 };
 
+// Publishes a preflighted frame straight from its buffer, without the GIL.
+template <typename Prepared>
+void publish_prepared(ChannelEndpoint& endpoint, const Prepared& prepared, std::int64_t timeout_ms) {
+  py::gil_scoped_release release;
+  endpoint.channel->publish(prepared.frame(), std::chrono::milliseconds(timeout_ms));
+}
+
 // Receives the next frame into the endpoint's buffer and decodes it there,
 // both without the GIL; only the Python fields are built with it.
 template <typename Decode, typename Fields>
@@ -185,6 +192,14 @@ void bind_flow(py::module_& m) {
                                                       bytes.size());
              py::gil_scoped_release release;
              endpoint.channel->publish(span, std::chrono::milliseconds(timeout_ms));
+           })
+      .def("publish_envelope",
+           [](ChannelEndpoint& endpoint, const py::tuple& args, std::int64_t timeout_ms) {
+             publish_prepared(endpoint, prepare_envelope(args), timeout_ms);
+           })
+      .def("publish_result",
+           [](ChannelEndpoint& endpoint, const py::tuple& args, std::int64_t timeout_ms) {
+             publish_prepared(endpoint, prepare_result(args), timeout_ms);
            })
       .def("receive",
            [](ChannelEndpoint& endpoint, std::int64_t timeout_ms) {

@@ -149,6 +149,8 @@ void bind_runtime(py::module_& m) {
            })
       .def("set_phase", [](ProcessRuntime& rt, const std::string& name) { rt.set_phase(phase_from_name(name)); })
       .def("phase", [](ProcessRuntime& rt) { return std::string(phase_name(rt.gate().phase())); })
+      .def("deadline_ms", [](ProcessRuntime& rt) { return rt.watchdog().current_deadline().count(); },
+           "The deadline a guarded call or channel wait gets now: start-up until the first other phase.")
       .def("set_context",
            [](ProcessRuntime& rt, std::int64_t call_id, std::int64_t chunk_index, std::int64_t cache_epoch) {
              rt.recorder().set_context(call_id, chunk_index, cache_epoch);

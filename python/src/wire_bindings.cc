@@ -260,7 +260,48 @@ py::tuple geometry_to(const Geometry& geometry) {
   return py::make_tuple(geometry.frames, geometry.tokens_per_frame, geometry.dim);
 }
 
+void check_arity(const py::tuple& args, std::size_t expected, const char* kind) {
+  if (args.size() != expected) {
+    throw Error(ErrorCode::kInternal, std::string(kind) + " arguments: " + std::to_string(args.size()) +
+                                          " fields, expected " + std::to_string(expected));
+  }
+}
+
 }  // namespace
+
+// (context, action, ids, geometry, meta, error_reason, plan or None, tensors): Codec._envelope_args.
+PreparedEnvelope prepare_envelope(const py::tuple& args) {
+  check_arity(args, 8, "envelope");
+  Envelope envelope;
+  envelope.action = action_from(args[1].cast<std::string>());
+  envelope.ids = ids_from(args[2].cast<IdsTuple>());
+  envelope.geometry = geometry_from(args[3].cast<GeometryTuple>());
+  envelope.meta = meta_from(args[4].cast<py::dict>());
+  envelope.error_reason = args[5].cast<std::string>();
+  if (!args[6].is_none()) envelope.plan = plan_from(args[6].cast<PlanTuple>());
+  return preflight_envelope(envelope, views_from(args[7].cast<std::vector<TensorTuple>>()),
+                            context_from(args[0].cast<ContextTuple>()));
+}
+
+// (context, action, ids, geometry, plan_id, observed_generator_calls, stage1_us, idle_us, digests,
+//  kv_frames or None, error_reason, tensors): Codec._result_args.
+PreparedResult prepare_result(const py::tuple& args) {
+  check_arity(args, 12, "result");
+  Result result;
+  result.action = action_from(args[1].cast<std::string>());
+  result.ids = ids_from(args[2].cast<IdsTuple>());
+  result.geometry = geometry_from(args[3].cast<GeometryTuple>());
+  result.plan_id = args[4].cast<std::uint64_t>();
+  result.observed_generator_calls = args[5].cast<std::uint32_t>();
+  result.durations.stage1_us = args[6].cast<std::uint64_t>();
+  result.durations.idle_us = args[7].cast<std::uint64_t>();
+  const auto digests = args[8].cast<DigestsTuple>();
+  result.digests = {std::get<0>(digests), std::get<1>(digests), std::get<2>(digests), std::get<3>(digests)};
+  result.kv_frames = args[9].cast<std::optional<std::uint32_t>>();
+  result.error_reason = args[10].cast<std::string>();
+  return preflight_result(result, views_from(args[11].cast<std::vector<TensorTuple>>()),
+                          context_from(args[0].cast<ContextTuple>()));
+}
 
 FrameExpectations frame_expectations(std::uint64_t token_digest, int version) {
   if (version < 0 || version > std::numeric_limits<ProtocolVersion>::max()) {
@@ -304,19 +345,7 @@ void bind_wire(py::module_& m) {
   }
   m.attr("DTYPES") = dtypes;
 
-  m.def("encode_envelope", [](const ContextTuple& context, const std::string& action, const IdsTuple& ids,
-                              const GeometryTuple& geometry, const py::dict& meta, const std::string& error_reason,
-                              const std::optional<PlanTuple>& plan, const std::vector<TensorTuple>& tensors) {
-    Envelope envelope;
-    envelope.action = action_from(action);
-    envelope.ids = ids_from(ids);
-    envelope.geometry = geometry_from(geometry);
-    envelope.meta = meta_from(meta);
-    envelope.error_reason = error_reason;
-    if (plan) envelope.plan = plan_from(*plan);
-    const PreparedEnvelope prepared = preflight_envelope(envelope, views_from(tensors), context_from(context));
-    return frame_bytes(prepared.frame());
-  });
+  m.def("encode_envelope", [](const py::tuple& args) { return frame_bytes(prepare_envelope(args).frame()); });
 
   m.def("decode_envelope", [](const py::object& frame, std::uint64_t token_digest, int version) {
     const FrameExpectations expected = frame_expectations(token_digest, version);
@@ -324,25 +353,7 @@ void bind_wire(py::module_& m) {
         decode_from(frame, [&](std::span<const std::uint8_t> bytes) { return decode_envelope(bytes, expected); }));
   });
 
-  m.def("encode_result", [](const ContextTuple& context, const std::string& action, const IdsTuple& ids,
-                            const GeometryTuple& geometry, std::uint64_t plan_id,
-                            std::uint32_t observed_generator_calls, std::uint64_t stage1_us, std::uint64_t idle_us,
-                            const DigestsTuple& digests, std::optional<std::uint32_t> kv_frames,
-                            const std::string& error_reason, const std::vector<TensorTuple>& tensors) {
-    Result result;
-    result.action = action_from(action);
-    result.ids = ids_from(ids);
-    result.geometry = geometry_from(geometry);
-    result.plan_id = plan_id;
-    result.observed_generator_calls = observed_generator_calls;
-    result.durations.stage1_us = stage1_us;
-    result.durations.idle_us = idle_us;
-    result.digests = {std::get<0>(digests), std::get<1>(digests), std::get<2>(digests), std::get<3>(digests)};
-    result.kv_frames = kv_frames;
-    result.error_reason = error_reason;
-    const PreparedResult prepared = preflight_result(result, views_from(tensors), context_from(context));
-    return frame_bytes(prepared.frame());
-  });
+  m.def("encode_result", [](const py::tuple& args) { return frame_bytes(prepare_result(args).frame()); });
 
   m.def("decode_result", [](const py::object& frame, std::uint64_t token_digest, int version) {
     const FrameExpectations expected = frame_expectations(token_digest, version);

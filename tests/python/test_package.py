@@ -242,18 +242,22 @@ class Runtime(unittest.TestCase):
         self.assertEqual([e.code for e in errors], ["ownership"])
         self.assertIn("thread", str(errors[0]))
 
-    def test_receive_envelope_and_result_decode_in_place_and_a_corrupted_frame_is_consumed_and_refused(self):
+    def test_publish_and_receive_envelopes_and_results_in_one_call_each(self):
         writer = lockstep.ControlChannel.create("ctl-decode", readers=1, slots=4)
         reader = lockstep.ControlChannel.open("ctl-decode", reader=0, readers=1, slots=4, timeout=5.0)
         codec = lockstep.Codec(self.rt.token_digest, 0)
         envelope = infer(tensors={"latents": latents()})
-        writer.publish(codec.encode_envelope(envelope), timeout=5.0)
+        writer.publish_envelope(codec, envelope, timeout=5.0)
+        # A2 on the fused path: refused before anything reaches the ring.
+        with self.assertRaises(lockstep.LockstepError) as raised:
+            writer.publish_envelope(codec, infer(call_id=9, tensors={"latents": latents().astype(np.int8)}))
+        self.assertEqual(raised.exception.code, "encode")
         corrupted = bytearray(codec.encode_envelope(infer(call_id=2)))
         corrupted[-5] ^= 0x01
         writer.publish(bytes(corrupted), timeout=5.0)
         result = lockstep.Result("INFER", 3, 2, 1, plan_id=9, observed_generator_calls=2, geometry=(2, 3, 4),
                                  digests=(1, 2, 3, 4), kv_frames=2, tensors={"output": latents()})
-        writer.publish(codec.encode_result(result), timeout=5.0)
+        writer.publish_result(codec, result, timeout=5.0)
 
         got = reader.receive_envelope(codec, timeout=5.0)
         self.assertEqual((got.message.action, got.message.call_id, got.message.meta), ("INFER", 1, envelope.meta))
@@ -263,8 +267,7 @@ class Runtime(unittest.TestCase):
         self.assertEqual(raised.exception.code, "checksum")
         # The corrupted frame was taken off the ring: the next receive gets the result after it.
         got = reader.receive_result(codec, timeout=5.0)
-        self.assertEqual((got.message.call_id, got.message.digests, got.manifest[0].key),
-                         (3, (1, 2, 3, 4), "output"))
+        self.assertEqual(got, codec.decode_result(codec.encode_result(result)))
         with self.assertRaises(lockstep.LockstepError) as raised:
             reader.receive_envelope(codec, timeout=0.05)
         self.assertEqual(raised.exception.code, "timeout")
