@@ -6,8 +6,8 @@
 # "PyTorch": guarded vs raw process group on the 14B-shaped TP=2 step (NCCL)
 # and on the `small` shape (Gloo, CPU), and the control envelope fan-out to 8
 # local ranks against broadcast_object_list; `recovery`: warm recovery of the
-# streaming example with its mesh on NCCL; `fanout`: the envelope fan-out
-# alone, six jobs. Logs land in $OUT.
+# streaming example with its mesh on NCCL; `fanout`: the codec alone and
+# the envelope fan-out, nine jobs and one with its ranks pinned. Logs land in $OUT.
 # Usage (device tool, carry [".device"]):
 #   bash scripts/device_torch_check.sh [breakit|stream|bench|recovery|fanout ...]   (default: all but fanout)
 set -uo pipefail
@@ -34,11 +34,15 @@ has stream && timeout 120 "${launch[@]}" --nproc 3 -- python3 examples/torch_str
   --chunks 24 2>&1 | tail -5 | tee "$out/stream-cuda.log"
 has recovery && (cd tests/python && LOCKSTEP_TEST_DEVICE=cuda timeout 400 python3 -m unittest -v test_torch_recovery) \
   2>&1 | tee "$out/recovery-nccl.log"
-if has fanout; then  # the envelope fan-out alone, five jobs at a 1000 us reader spin, one at the default
-  for spin in 1000 1000 1000 1000 1000 20; do
+if has fanout; then  # the codec alone, then the envelope fan-out
+  lscpu | grep -E "Model name|^CPU\(s\)|Thread|MHz" | tee "$out/cpu.txt"
+  python3 bench/torch/codec_time.py | tee "$out/codec.jsonl"
+  for spin in 1000 1000 1000 1000 1000 1000 1000 1000 20; do
     timeout 100 "${launch[@]}" --nproc 9 -- python3 bench/torch/envelope_fanout.py --spin-us "$spin" 2>&1 | tail -1 \
       | tee -a "$out/fanout.jsonl"
   done
+  timeout 100 "${launch[@]}" --nproc 9 -- python3 bench/torch/envelope_fanout.py --spin-us 1000 --pin \
+    > "$out/fanout-pinned.log" 2>&1; tail -3 "$out/fanout-pinned.log"
 fi
 has bench || exit 0
 timeout 200 "${launch[@]}" --nproc 2 -- python3 bench/torch/tp_step.py --device cuda --rounds 10 2>&1 | tail -3 \
