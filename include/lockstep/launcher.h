@@ -122,8 +122,12 @@ struct RankStatus {
   pid_t pid = -1;
   End end = End::kExited;
   int code = 0;  // exit code for kExited, signal number for kSignaled
-  // True when the launcher had already sent this rank a stop signal.
+  // True when the launcher had already sent this rank a stop signal
+  // (SIGTERM); killed_by_launcher when that became SIGKILL after the grace.
+  // A rank that died of SIGKILL the launcher never sent was killed from
+  // outside (kill -9, the OOM killer), even if it was reaped during the stop.
   bool stopped_by_launcher = false;
+  bool killed_by_launcher = false;
   std::int64_t ended_after_ms = 0;  // since launch() started the first rank
 };
 

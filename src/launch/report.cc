@@ -70,6 +70,7 @@ nlohmann::json rank_json(const RankStatus& status) {
           {"exit_code", exit_code_of(status)},
           {"described", describe_rank_end(status)},
           {"stopped_by_launcher", status.stopped_by_launcher},
+          {"killed_by_launcher", status.killed_by_launcher},
           {"ended_after_ms", status.ended_after_ms}};
 }
 

@@ -44,8 +44,17 @@ constexpr std::int64_t kGenerationCheckMs = 20;
 
 // How a rank ends when it only followed another's failure: it saw the peer
 // fail (peer_failure), or the launcher's stop ended it.
+// Whether a signal that ended the rank was the launcher's own stop: SIGTERM
+// once it was sent, SIGKILL only once the grace ran out. Anything else (a
+// SIGKILL the launcher never sent, a crash signal) came from outside.
+bool ended_by_launcher_signal(const RankStatus& status) {
+  if (status.end != RankStatus::End::kSignaled) return false;
+  if (status.code == SIGKILL) return status.killed_by_launcher;
+  return status.stopped_by_launcher && status.code == SIGTERM;
+}
+
 bool ended_as_follower(const RankStatus& status) {
-  if (status.end == RankStatus::End::kSignaled) return status.stopped_by_launcher;
+  if (status.end == RankStatus::End::kSignaled) return ended_by_launcher_signal(status);
   return status.code == exit_code_for(ErrorCode::kPeerFailure) || status.code == kExitTerminated;
 }
 
@@ -351,6 +360,7 @@ void Supervisor::watch_generation() {
                       std::to_string(result_.generation) + " within " + std::to_string(options_.recovery_ms) +
                       " ms: killed, to be started again");
     ::kill(-slot.pid, SIGKILL);
+    result_.ranks[rank].killed_by_launcher = true;
   }
 }
 
@@ -374,7 +384,7 @@ void Supervisor::prefer_killed_rank_as_cause() {
   if (!consequence_shaped) return;
   for (std::size_t rank = 0; rank < result_.ranks.size(); ++rank) {
     const RankStatus& status = result_.ranks[rank];
-    if (status.end == RankStatus::End::kSignaled && !status.stopped_by_launcher) {
+    if (status.end == RankStatus::End::kSignaled && !ended_by_launcher_signal(status)) {
       result_.cause_rank = static_cast<int>(rank);
       return;
     }
@@ -471,8 +481,10 @@ void Supervisor::enforce_deadlines() {
   if (stopping_) send_term_if_due();
   if (stopping_ && term_sent_ && !kill_sent_ && now >= kill_at_ns_) {
     kill_sent_ = true;
-    for (const RankSlot& slot : slots_) {
-      if (slot.running) ::kill(-slot.pid, SIGKILL);
+    for (std::size_t rank = 0; rank < slots_.size(); ++rank) {
+      if (!slots_[rank].running) continue;
+      ::kill(-slots_[rank].pid, SIGKILL);
+      result_.ranks[rank].killed_by_launcher = true;
     }
   }
   if (running_count() == 0 && !drain_until_ns_) drain_until_ns_ = now + kDrainMs * kNsPerMs;

@@ -179,6 +179,7 @@ TEST(Launch, OneRankFailsAndARankIgnoringSigtermIsKilledAfterTheGrace) {
     EXPECT_EQ(status.end, RankStatus::End::kSignaled) << "rank " << rank;
     EXPECT_EQ(status.code, SIGKILL) << "rank " << rank << " ignores SIGTERM";
     EXPECT_TRUE(status.stopped_by_launcher);
+    EXPECT_TRUE(status.killed_by_launcher);
     const std::int64_t stop_ms = status.ended_after_ms - failed.ended_after_ms;
     EXPECT_GE(stop_ms, kGraceMs - 10) << "SIGKILL came before the grace ran out";
     EXPECT_LT(stop_ms, kGraceMs + 2000) << "SIGKILL came far after the grace";
@@ -235,6 +236,36 @@ TEST(Launch, JobExitComesFromTheCauseNotFromTheFirstFollowerReaped) {
   const auto json = nlohmann::json::parse(read_file(dir.path() / "launch.json"));
   EXPECT_EQ(json.at("cause_rank"), 1);
   EXPECT_EQ(json.at("exit_code"), 42);
+}
+
+// A rank killed from outside (kill -9, the OOM killer) is reaped only after
+// the stop began — a GPU process's exit waits for its context to be torn
+// down — while a peer already failed on the connection it lost (backend,
+// exit 23). The launcher sent the killed rank SIGTERM, never SIGKILL: it is
+// the cause, and the job exits with its 128 + 9.
+TEST(Launch, RankKilledFromOutsideWhileTheStopRunsIsTheCauseOverABackendWitness) {
+  ScratchDir dir;
+  LaunchOptions options = sh_job(
+      dir, 3,
+      "if [ \"$RANK\" = 0 ]; then wait_ready 2; exit 23; fi; "
+      "if [ \"$RANK\" = 1 ]; then trap 'kill -9 $$' TERM; fi; "
+      "touch \"$LOCKSTEP_JOB_DIR/ready-$RANK\"; sleep 100 & wait");
+  options.grace_ms = 15000;
+  const LaunchResult result = launch(options);
+
+  EXPECT_EQ(result.end, LaunchEnd::kRankFailed);
+  EXPECT_EQ(result.first_failed_rank, 0);
+  EXPECT_EQ(result.cause_rank, 1);
+  EXPECT_EQ(result.exit_code, 128 + SIGKILL);
+  const RankStatus& killed = result.ranks[1];
+  EXPECT_EQ(killed.end, RankStatus::End::kSignaled);
+  EXPECT_EQ(killed.code, SIGKILL);
+  EXPECT_TRUE(killed.stopped_by_launcher);
+  EXPECT_FALSE(killed.killed_by_launcher) << "the launcher's grace never ran out";
+  EXPECT_EQ(result.ranks[2].code, SIGTERM) << "rank 2 only followed the stop";
+  EXPECT_NE(result.summary.find("rank 1 caused the failure: signal 9 (SIGKILL) after"), std::string::npos)
+      << result.summary;
+  EXPECT_LT(result.wall_ms, 10000) << "the job waited for the grace";
 }
 
 TEST(Launch, RankKilledBySignalReportsSignalAndExitCode128Plus) {
