@@ -23,6 +23,9 @@ export PYTHONPATH="$PWD/build/gpu/python" LOCKSTEP_BIN="$PWD/build/gpu/lockstep"
 launch=(build/gpu/lockstep launch --grace-ms 2000)
 has breakit && (cd tests/python && LOCKSTEP_TEST_DEVICE=cuda timeout 400 python3 -m unittest -v \
    test_torch_breakit.TorchBreakit.test_ok_streams_with_checks_on \
+   test_torch_breakit.TorchBreakit.test_guarded_collective_returns_before_it_completed \
+   test_torch_breakit.TorchBreakit.test_a5_corrupted_envelope_byte_is_refused_on_its_checksum \
+   test_torch_breakit.TorchBreakit.test_d2_result_after_a_hard_cut_is_dropped_never_emitted \
    test_torch_breakit.TorchBreakit.test_skipped_collective_is_a_hang_every_rank_leaves_within_the_deadline \
    test_torch_breakit.TorchBreakit.test_b1_rank0_in_a_mesh_collective_is_an_error_not_a_silent_skip \
    test_torch_breakit.TorchBreakit.test_b2_world_collective_in_the_generator_phase \

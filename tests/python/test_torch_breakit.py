@@ -40,6 +40,9 @@ class TorchBreakit(JobTestCase):
         job = self.run_case("async", culprit=-1, nproc=2)
         self.assertEqual(job.exit_code, 0, job.describe())
         self.assertIn("[rank 0] RETURNED_PENDING True IN_FLIGHT_AFTER 0 SUM 3.0", job.stdout, job.describe())
+        if os.environ.get("LOCKSTEP_TEST_DEVICE") == "cuda":  # the mesh (rank 1 alone) on NCCL
+            self.assertIn("[rank 1] MESH_RETURNED_PENDING True IN_FLIGHT_AFTER 0 SUM 1.0", job.stdout,
+                          job.describe())
 
     def test_skipped_collective_is_a_hang_every_rank_leaves_within_the_deadline(self):
         job = self.run_case("skip", culprit=2)

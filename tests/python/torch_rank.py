@@ -26,6 +26,7 @@ import lockstep.torch as lt
 DEADLINE_S = 2.0     # steady-state deadline of every guarded call and watch
 LONG_SLEEP_S = 60.0  # "would hang": far past DEADLINE_S + the test's bound
 CHUNKS = 3
+LONG_KERNEL_CYCLES = 1_000_000_000  # ~0.5 s of GPU clock: far longer than a host call, well inside DEADLINE_S
 CUDA = os.environ.get("LOCKSTEP_TEST_DEVICE", "cpu") == "cuda"
 MESH_DEVICE = "cpu"  # set in main(): the mesh ranks' device
 
@@ -253,6 +254,17 @@ def case_async(me, culprit, world, mesh, boundary):
                 time.sleep(0.005)
         if me == 1 or world.size > 2:
             world.all_reduce(x)
+    if CUDA and mesh.is_member():
+        # On NCCL a blocking guarded all_reduce queued behind a long kernel returns at once: the
+        # host never waits; lockstep's poller sees it complete later, off the caller's path.
+        y = torch.full((1024,), float(me), device=MESH_DEVICE)
+        with lockstep.phase("generator"):
+            torch.cuda._sleep(LONG_KERNEL_CYCLES)
+            mesh.all_reduce(y)
+            returned_pending = mesh.in_flight() == 1
+        mesh.synchronize(timeout=10.0)
+        print(f"MESH_RETURNED_PENDING {returned_pending} IN_FLIGHT_AFTER {mesh.in_flight()} SUM {y[0].item()}",
+              flush=True)
 
 
 CASES = {"ok": case_ok, "skip": case_skip, "b1": case_b1, "b2": case_b2, "b4": case_b4, "h1": case_h1,
