@@ -1,6 +1,7 @@
 #include "lockstep/file_store.h"
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2, RENAME_EXCHANGE
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -143,6 +144,15 @@ void FileStore::set(const std::string& key, const Bytes& value) {
     throw;
   }
   ::close(fd);
+  // Over an existing key the two files swap places and the old one goes:
+  // ext4 flushes a file renamed over another (auto_da_alloc), and that flush
+  // queued behind other writes for up to 3 s — the emit fence rewrites the
+  // stream position every chunk. Readers see the old value or the new one.
+  if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path.c_str(), RENAME_EXCHANGE) == 0) {
+    ::unlink(temp.c_str());
+    return;
+  }
+  // ENOENT: a new key; EINVAL: a file system without the exchange.
   if (::rename(temp.c_str(), path.c_str()) != 0) {
     const int error_number = errno;
     ::unlink(temp.c_str());

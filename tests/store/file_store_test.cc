@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <thread>
+#include <vector>
 
 #include "lockstep/error.h"
 #include "lockstep/file_store.h"
@@ -51,6 +52,17 @@ TEST_F(FileStoreTest, SetGetCheckAndOverwrite) {
   EXPECT_TRUE(store.check({"a", "a/b"}));
   EXPECT_FALSE(store.check({"a", "missing"}));
   EXPECT_EQ(store.describe(), "file:" + dir_ + "/nested/store");
+}
+
+TEST_F(FileStoreTest, RewritingAKeyLeavesOnlyItsLatestValueBehind) {
+  // A rewrite swaps the new file into the key's place and removes the old
+  // one (a rename over the key is what ext4 flushes): nothing accumulates.
+  FileStore store(dir_);
+  for (int i = 0; i < 50; ++i) store.set("stream_position", bytes(std::to_string(i) + " 1"));
+  EXPECT_EQ(store.get("stream_position", milliseconds(10)), bytes("49 1"));
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_)) names.push_back(entry.path().filename());
+  ASSERT_EQ(names.size(), 1u) << "left behind: " << ::testing::PrintToString(names);
 }
 
 TEST_F(FileStoreTest, GetTimesOutNamingTheKeyWithinItsTimeout) {
