@@ -267,20 +267,34 @@ void check_arity(const py::tuple& args, std::size_t expected, const char* kind) 
   }
 }
 
+// Field `index` of the preflight arguments as T; a value that does not fit
+// is refused naming the field, as any other preflight failure.
+template <typename T>
+T field(const py::tuple& args, std::size_t index, const char* name) {
+  try {
+    return args[index].cast<T>();
+  } catch (const py::cast_error&) {
+    throw Error(ErrorCode::kEncode, std::string(name) + " has type " + type_name(args[index]) + ", which does not fit");
+  }
+}
+
 }  // namespace
 
 // (context, action, ids, geometry, meta, error_reason, plan or None, tensors): Codec._envelope_args.
 PreparedEnvelope prepare_envelope(const py::tuple& args) {
   check_arity(args, 8, "envelope");
   Envelope envelope;
-  envelope.action = action_from(args[1].cast<std::string>());
-  envelope.ids = ids_from(args[2].cast<IdsTuple>());
-  envelope.geometry = geometry_from(args[3].cast<GeometryTuple>());
-  envelope.meta = meta_from(args[4].cast<py::dict>());
-  envelope.error_reason = args[5].cast<std::string>();
-  if (!args[6].is_none()) envelope.plan = plan_from(args[6].cast<PlanTuple>());
-  return preflight_envelope(envelope, views_from(args[7].cast<std::vector<TensorTuple>>()),
-                            context_from(args[0].cast<ContextTuple>()));
+  envelope.action = action_from(field<std::string>(args, 1, "action"));
+  envelope.ids = ids_from(field<IdsTuple>(args, 2, "call_id/chunk_index/cache_epoch"));
+  envelope.geometry = geometry_from(field<GeometryTuple>(args, 3, "geometry"));
+  if (!PyDict_Check(args[4].ptr())) {
+    throw Error(ErrorCode::kEncode, "meta has type " + type_name(args[4]) + ", not dict");
+  }
+  envelope.meta = meta_from(py::reinterpret_borrow<py::dict>(args[4]));
+  envelope.error_reason = field<std::string>(args, 5, "error_reason");
+  if (!args[6].is_none()) envelope.plan = plan_from(field<PlanTuple>(args, 6, "plan"));
+  return preflight_envelope(envelope, views_from(field<std::vector<TensorTuple>>(args, 7, "tensors")),
+                            context_from(field<ContextTuple>(args, 0, "codec context")));
 }
 
 // (context, action, ids, geometry, plan_id, observed_generator_calls, stage1_us, idle_us, digests,
@@ -288,19 +302,19 @@ PreparedEnvelope prepare_envelope(const py::tuple& args) {
 PreparedResult prepare_result(const py::tuple& args) {
   check_arity(args, 12, "result");
   Result result;
-  result.action = action_from(args[1].cast<std::string>());
-  result.ids = ids_from(args[2].cast<IdsTuple>());
-  result.geometry = geometry_from(args[3].cast<GeometryTuple>());
-  result.plan_id = args[4].cast<std::uint64_t>();
-  result.observed_generator_calls = args[5].cast<std::uint32_t>();
-  result.durations.stage1_us = args[6].cast<std::uint64_t>();
-  result.durations.idle_us = args[7].cast<std::uint64_t>();
-  const auto digests = args[8].cast<DigestsTuple>();
+  result.action = action_from(field<std::string>(args, 1, "action"));
+  result.ids = ids_from(field<IdsTuple>(args, 2, "call_id/chunk_index/cache_epoch"));
+  result.geometry = geometry_from(field<GeometryTuple>(args, 3, "geometry"));
+  result.plan_id = field<std::uint64_t>(args, 4, "plan_id");
+  result.observed_generator_calls = field<std::uint32_t>(args, 5, "observed_generator_calls");
+  result.durations.stage1_us = field<std::uint64_t>(args, 6, "stage1_us");
+  result.durations.idle_us = field<std::uint64_t>(args, 7, "idle_us");
+  const auto digests = field<DigestsTuple>(args, 8, "digests");
   result.digests = {std::get<0>(digests), std::get<1>(digests), std::get<2>(digests), std::get<3>(digests)};
-  result.kv_frames = args[9].cast<std::optional<std::uint32_t>>();
-  result.error_reason = args[10].cast<std::string>();
-  return preflight_result(result, views_from(args[11].cast<std::vector<TensorTuple>>()),
-                          context_from(args[0].cast<ContextTuple>()));
+  result.kv_frames = field<std::optional<std::uint32_t>>(args, 9, "kv_frames");
+  result.error_reason = field<std::string>(args, 10, "error_reason");
+  return preflight_result(result, views_from(field<std::vector<TensorTuple>>(args, 11, "tensors")),
+                          context_from(field<ContextTuple>(args, 0, "codec context")));
 }
 
 FrameExpectations frame_expectations(std::uint64_t token_digest, int version) {

@@ -82,6 +82,9 @@ class Codec(unittest.TestCase):
         error = self.refused(infer(meta={"hidden": latents()}))
         self.assertEqual(error.code, "schema")
         self.assertIn("tensors travel in the manifest", str(error))
+        error = self.refused(infer(meta=[("seed", 7)]))  # not a dict: refused naming the field, not a TypeError
+        self.assertEqual(error.code, "encode")
+        self.assertIn("meta has type list, not dict", str(error))
 
     def test_meta_of_every_type_round_trips_and_what_does_not_fit_is_refused_naming_the_key(self):
         meta = {"i": -(2 ** 63), "f": 0.25, "b": True, "s": "\u00e9t\u00e9", "il": (1, 2 ** 63 - 1), "fl": [0.5],
