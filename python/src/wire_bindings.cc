@@ -278,15 +278,21 @@ T field(const py::tuple& args, std::size_t index, const char* name) {
   }
 }
 
+// Fields 1-3, which envelopes and results share: action, ids, geometry.
+template <typename Message>
+void read_common_fields(const py::tuple& args, Message& message) {
+  message.action = action_from(field<std::string>(args, 1, "action"));
+  message.ids = ids_from(field<IdsTuple>(args, 2, "call_id/chunk_index/cache_epoch"));
+  message.geometry = geometry_from(field<GeometryTuple>(args, 3, "geometry"));
+}
+
 }  // namespace
 
 // (context, action, ids, geometry, meta, error_reason, plan or None, tensors): Codec._envelope_args.
 PreparedEnvelope prepare_envelope(const py::tuple& args) {
   check_arity(args, 8, "envelope");
   Envelope envelope;
-  envelope.action = action_from(field<std::string>(args, 1, "action"));
-  envelope.ids = ids_from(field<IdsTuple>(args, 2, "call_id/chunk_index/cache_epoch"));
-  envelope.geometry = geometry_from(field<GeometryTuple>(args, 3, "geometry"));
+  read_common_fields(args, envelope);
   if (!PyDict_Check(args[4].ptr())) {
     throw Error(ErrorCode::kEncode, "meta has type " + type_name(args[4]) + ", not dict");
   }
@@ -302,9 +308,7 @@ PreparedEnvelope prepare_envelope(const py::tuple& args) {
 PreparedResult prepare_result(const py::tuple& args) {
   check_arity(args, 12, "result");
   Result result;
-  result.action = action_from(field<std::string>(args, 1, "action"));
-  result.ids = ids_from(field<IdsTuple>(args, 2, "call_id/chunk_index/cache_epoch"));
-  result.geometry = geometry_from(field<GeometryTuple>(args, 3, "geometry"));
+  read_common_fields(args, result);
   result.plan_id = field<std::uint64_t>(args, 4, "plan_id");
   result.observed_generator_calls = field<std::uint32_t>(args, 5, "observed_generator_calls");
   result.durations.stage1_us = field<std::uint64_t>(args, 6, "stage1_us");

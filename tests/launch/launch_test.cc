@@ -50,6 +50,19 @@ std::vector<std::string> split_words(const std::string& text) {
   return words;
 }
 
+// Three ranks: once all are up, rank 0 (the witness) exits `witness_exit`;
+// rank 1 runs `rank1_on_term` when the launcher's SIGTERM reaches it; rank 2
+// only follows the stop. The grace is long: no rank is killed by the launcher.
+LaunchResult launch_witness_job(const ScratchDir& dir, int witness_exit, const std::string& rank1_on_term) {
+  LaunchOptions options = sh_job(
+      dir, 3,
+      "if [ \"$RANK\" = 0 ]; then wait_ready 2; exit " + std::to_string(witness_exit) + "; fi; "
+      "if [ \"$RANK\" = 1 ]; then trap '" + rank1_on_term + "' TERM; fi; "
+      "touch \"$LOCKSTEP_JOB_DIR/ready-$RANK\"; sleep 100 & wait");
+  options.grace_ms = 15000;
+  return launch(options);
+}
+
 TEST(Launch, AllRanksSucceedWithTheStandardEnvironment) {
   ScratchDir dir;
   LaunchOptions options = sh_job(
@@ -215,13 +228,7 @@ TEST(Launch, RanksThatHonourSigtermStopWithoutWaitingForTheGrace) {
 // when the stop reaches it. The job's exit is rank 1's, not the witness's.
 TEST(Launch, JobExitComesFromTheCauseNotFromTheFirstFollowerReaped) {
   ScratchDir dir;
-  LaunchOptions options = sh_job(
-      dir, 3,
-      "if [ \"$RANK\" = 0 ]; then wait_ready 2; exit 21; fi; "
-      "if [ \"$RANK\" = 1 ]; then trap 'exit 42' TERM; fi; "
-      "touch \"$LOCKSTEP_JOB_DIR/ready-$RANK\"; sleep 100 & wait");
-  options.grace_ms = 15000;
-  const LaunchResult result = launch(options);
+  const LaunchResult result = launch_witness_job(dir, 21, "exit 42");
 
   EXPECT_EQ(result.end, LaunchEnd::kRankFailed);
   EXPECT_EQ(result.first_failed_rank, 0);
@@ -245,13 +252,7 @@ TEST(Launch, JobExitComesFromTheCauseNotFromTheFirstFollowerReaped) {
 // the cause, and the job exits with its 128 + 9.
 TEST(Launch, RankKilledFromOutsideWhileTheStopRunsIsTheCauseOverABackendWitness) {
   ScratchDir dir;
-  LaunchOptions options = sh_job(
-      dir, 3,
-      "if [ \"$RANK\" = 0 ]; then wait_ready 2; exit 23; fi; "
-      "if [ \"$RANK\" = 1 ]; then trap 'kill -9 $$' TERM; fi; "
-      "touch \"$LOCKSTEP_JOB_DIR/ready-$RANK\"; sleep 100 & wait");
-  options.grace_ms = 15000;
-  const LaunchResult result = launch(options);
+  const LaunchResult result = launch_witness_job(dir, 23, "kill -9 $$");
 
   EXPECT_EQ(result.end, LaunchEnd::kRankFailed);
   EXPECT_EQ(result.first_failed_rank, 0);
