@@ -47,21 +47,25 @@ struct ChannelEndpoint {
   std::vector<std::uint8_t> buffer;
 };
 
-// Publishes a preflighted frame straight from its buffer, without the GIL.
-template <typename Prepared>
-void publish_prepared(ChannelEndpoint& endpoint, const Prepared& prepared, std::int64_t timeout_ms) {
+// Publishes `frame` (bytes or a preflighted frame's buffer), without the GIL.
+void publish_frame(ChannelEndpoint& endpoint, std::span<const std::uint8_t> frame, std::int64_t timeout_ms) {
   py::gil_scoped_release release;
-  endpoint.channel->publish(prepared.frame(), std::chrono::milliseconds(timeout_ms));
+  endpoint.channel->publish(frame, std::chrono::milliseconds(timeout_ms));
 }
 
-// Receives the next frame into the endpoint's buffer and decodes it there,
-// both without the GIL; only the Python fields are built with it.
+// The next frame, copied into the endpoint's buffer. Call without the GIL.
+std::span<const std::uint8_t> receive_frame(ChannelEndpoint& endpoint, std::int64_t timeout_ms) {
+  const std::size_t size = endpoint.channel->receive(endpoint.buffer, std::chrono::milliseconds(timeout_ms));
+  return {endpoint.buffer.data(), size};
+}
+
+// Receives the next frame and decodes it where it was copied, both without
+// the GIL; only the Python fields are built with it.
 template <typename Decode, typename Fields>
 py::tuple receive_decoded(ChannelEndpoint& endpoint, std::int64_t timeout_ms, Decode decode, Fields fields) {
   const auto decoded = [&] {
     py::gil_scoped_release release;
-    const std::size_t size = endpoint.channel->receive(endpoint.buffer, std::chrono::milliseconds(timeout_ms));
-    return decode(std::span<const std::uint8_t>(endpoint.buffer.data(), size));
+    return decode(receive_frame(endpoint, timeout_ms));
   }();
   return fields(decoded);
 }
@@ -188,27 +192,25 @@ void bind_flow(py::module_& m) {
       .def("publish",
            [](ChannelEndpoint& endpoint, const py::bytes& frame, std::int64_t timeout_ms) {
              const std::string_view bytes = frame;
-             const std::span<const std::uint8_t> span(reinterpret_cast<const std::uint8_t*>(bytes.data()),
-                                                      bytes.size());
-             py::gil_scoped_release release;
-             endpoint.channel->publish(span, std::chrono::milliseconds(timeout_ms));
+             publish_frame(endpoint, {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()},
+                           timeout_ms);
            })
       .def("publish_envelope",
            [](ChannelEndpoint& endpoint, const py::tuple& args, std::int64_t timeout_ms) {
-             publish_prepared(endpoint, prepare_envelope(args), timeout_ms);
+             publish_frame(endpoint, prepare_envelope(args).frame(), timeout_ms);
            })
       .def("publish_result",
            [](ChannelEndpoint& endpoint, const py::tuple& args, std::int64_t timeout_ms) {
-             publish_prepared(endpoint, prepare_result(args), timeout_ms);
+             publish_frame(endpoint, prepare_result(args).frame(), timeout_ms);
            })
       .def("receive",
            [](ChannelEndpoint& endpoint, std::int64_t timeout_ms) {
-             std::size_t size = 0;
+             std::span<const std::uint8_t> frame;
              {
                py::gil_scoped_release release;
-               size = endpoint.channel->receive(endpoint.buffer, std::chrono::milliseconds(timeout_ms));
+               frame = receive_frame(endpoint, timeout_ms);
              }
-             return py::bytes(reinterpret_cast<const char*>(endpoint.buffer.data()), size);
+             return py::bytes(reinterpret_cast<const char*>(frame.data()), frame.size());
            })
       .def("receive_envelope",
            [](ChannelEndpoint& endpoint, std::int64_t timeout_ms, std::uint64_t token_digest, int version) {

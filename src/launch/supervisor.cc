@@ -42,8 +42,6 @@ constexpr std::int64_t kNsPerMs = 1'000'000;
 // begins the next generation within about this long.
 constexpr std::int64_t kGenerationCheckMs = 20;
 
-// How a rank ends when it only followed another's failure: it saw the peer
-// fail (peer_failure), or the launcher's stop ended it.
 // Whether a signal that ended the rank was the launcher's own stop: SIGTERM
 // once it was sent, SIGKILL only once the grace ran out. Anything else (a
 // SIGKILL the launcher never sent, a crash signal) came from outside.
@@ -53,6 +51,8 @@ bool ended_by_launcher_signal(const RankStatus& status) {
   return status.stopped_by_launcher && status.code == SIGTERM;
 }
 
+// How a rank ends when it only followed another's failure: it saw the peer
+// fail (peer_failure), or the launcher's stop ended it.
 bool ended_as_follower(const RankStatus& status) {
   if (status.end == RankStatus::End::kSignaled) return ended_by_launcher_signal(status);
   return status.code == exit_code_for(ErrorCode::kPeerFailure) || status.code == kExitTerminated;
